@@ -1,0 +1,195 @@
+import { Readable } from 'node:stream';
+import { EXPLICIT_VR_LE, transferSyntax } from '../../dicom/transfer-syntax.js';
+import type { DicomJsonDataset, DicomJsonElement } from '../../dicom/types.js';
+import type { BlobStore } from '../../storage/blobs.js';
+import type { InstanceRow, InstanceScope, MetadataStore } from '../../storage/metadata.js';
+import { ArchiveError } from '../errors.js';
+import { framesFromFragments, scanFragments, type FragmentTable } from './fragments.js';
+
+export interface RetrieveDeps {
+  metadata: MetadataStore;
+  blobs: BlobStore;
+}
+
+export type LocatedInstance = InstanceRow & { header?: DicomJsonDataset };
+
+/**
+ * The instances in scope as a stream of rows; NOT_FOUND when there are none (decided before
+ * anything is sent, so the edge can still answer 404).
+ */
+export async function locate(deps: RetrieveDeps, scope: InstanceScope, withHeader: boolean): Promise<AsyncIterable<LocatedInstance>> {
+  const it = deps.metadata.listInstances(scope, { withHeader })[Symbol.asyncIterator]();
+  const first = await it.next();
+  if (first.done) throw new ArchiveError('NOT_FOUND', notFoundMessage(scope), { ...scope });
+  return {
+    [Symbol.asyncIterator]() {
+      let pending: IteratorResult<LocatedInstance> | undefined = first;
+      return {
+        next: async () => {
+          if (pending) {
+            const p = pending;
+            pending = undefined;
+            return p;
+          }
+          return it.next();
+        },
+        return: async () => {
+          await it.return?.();
+          return { value: undefined, done: true };
+        },
+      };
+    },
+  };
+}
+
+function notFoundMessage(scope: InstanceScope): string {
+  if (scope.sopUid) return 'instance not found';
+  if (scope.seriesUid) return 'series not found';
+  return 'study not found';
+}
+
+/** Resolves a bulkdata tag path ('7FE00010', '00540016/0/00181072') in a header. */
+export function elementAtPath(header: DicomJsonDataset, path: string[]): DicomJsonElement | undefined {
+  let ds: DicomJsonDataset | undefined = header;
+  for (let i = 0; i < path.length; i++) {
+    const tag = (path[i] as string).toUpperCase();
+    const el: DicomJsonElement | undefined = ds?.[tag];
+    if (!el) return undefined;
+    if (i === path.length - 1) return el;
+    const idx = Number(path[i + 1]);
+    if (el.vr !== 'SQ' || !Number.isInteger(idx) || idx < 0) return undefined;
+    const item = el.Value?.[idx];
+    if (!item || typeof item !== 'object' || 'Alphabetic' in item) return undefined;
+    ds = item as DicomJsonDataset;
+    i++;
+  }
+  return undefined;
+}
+
+export interface BulkValue {
+  stream: Readable;
+  length: number | undefined;
+}
+
+export async function openBulkdata(deps: RetrieveDeps, row: InstanceRow, header: DicomJsonDataset, path: string[]): Promise<BulkValue> {
+  const el = elementAtPath(header, path);
+  if (el?._bulk) {
+    const { offset, length } = el._bulk;
+    if (length === undefined) {
+      // Undefined length (encapsulated pixel data): the whole value up to the end of the file.
+      return { stream: await deps.blobs.get(row.blobKey, { start: offset }), length: undefined };
+    }
+    if (length === 0) return { stream: Readable.from([]), length: 0 };
+    return { stream: await deps.blobs.get(row.blobKey, { start: offset, end: offset + length - 1 }), length };
+  }
+  if (el?.InlineBinary !== undefined) {
+    const buf = Buffer.from(el.InlineBinary, 'base64');
+    return { stream: Readable.from([buf]), length: buf.length };
+  }
+  throw new ArchiveError('NOT_FOUND', 'no bulk data at this path', { path: path.join('/') });
+}
+
+export interface FramePart {
+  /** The transfer syntax of the bytes: the stored one for encapsulated data, Explicit VR LE for native. */
+  transferSyntaxUid: string;
+  open(): Promise<Readable>;
+  length: number;
+}
+
+function num(header: DicomJsonDataset, tag: string, fallback: number | undefined): number | undefined {
+  const v = header[tag]?.Value?.[0];
+  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
+  return Number.isFinite(n) ? n : fallback;
+}
+
+const fragmentCache = new Map<string, FragmentTable>();
+const FRAGMENT_CACHE_MAX = 256;
+
+/**
+ * Frames (1-based) sliced from stored pixel data: native frames by offset, encapsulated frames as
+ * stored fragments. Range checks give NOT_FOUND before any byte is sent.
+ */
+export async function locateFrames(deps: RetrieveDeps, row: InstanceRow, header: DicomJsonDataset, frameNumbers: number[]): Promise<FramePart[]> {
+  const pixel = header['7FE00010']?._bulk ?? header['7FE00008']?._bulk ?? header['7FE00009']?._bulk;
+  if (!pixel) throw new ArchiveError('NOT_FOUND', 'the instance has no pixel data');
+  const ts = transferSyntax(row.transferSyntaxUid);
+  if (!ts || ts.deflated) throw new ArchiveError('NOT_ACCEPTABLE', `frames of ${row.transferSyntaxUid} instances cannot be served yet`);
+  const numberOfFrames = num(header, '00280008', 1) ?? 1;
+  for (const n of frameNumbers) {
+    if (!Number.isInteger(n) || n < 1 || n > numberOfFrames) throw new ArchiveError('NOT_FOUND', `frame ${n} does not exist (the instance has ${numberOfFrames})`, { frame: n });
+  }
+  if (!ts.encapsulated) {
+    const rows = num(header, '00280010', undefined);
+    const cols = num(header, '00280011', undefined);
+    const bits = num(header, '00280100', undefined);
+    const samples = num(header, '00280002', 1) ?? 1;
+    if (rows === undefined || cols === undefined || bits === undefined || pixel.length === undefined) {
+      throw new ArchiveError('NOT_FOUND', 'the instance lacks the attributes needed to slice frames');
+    }
+    const frameBits = rows * cols * samples * bits;
+    if (frameBits % 8 !== 0) throw new ArchiveError('NOT_ACCEPTABLE', 'frames that are not byte-aligned cannot be served yet');
+    const frameBytes = frameBits / 8;
+    const swap = !ts.littleEndian && bits > 8 ? bits / 8 : 0;
+    return frameNumbers.map((n) => {
+      const start = pixel.offset + (n - 1) * frameBytes;
+      const available = Math.max(0, Math.min(frameBytes, (pixel.length as number) - (n - 1) * frameBytes));
+      return {
+        transferSyntaxUid: EXPLICIT_VR_LE,
+        length: available,
+        open: async () => {
+          if (available === 0) return Readable.from([]);
+          const s = await deps.blobs.get(row.blobKey, { start, end: start + available - 1 });
+          return swap ? Readable.from(byteSwapper(swap)(s)) : s;
+        },
+      };
+    });
+  }
+  let table = fragmentCache.get(row.blobKey);
+  if (!table) {
+    table = await scanFragments(await deps.blobs.get(row.blobKey, { start: pixel.offset }), pixel.offset);
+    if (fragmentCache.size >= FRAGMENT_CACHE_MAX) fragmentCache.delete(fragmentCache.keys().next().value as string);
+    fragmentCache.set(row.blobKey, table);
+  }
+  let frames;
+  try {
+    frames = framesFromFragments(table, numberOfFrames);
+  } catch (err) {
+    throw new ArchiveError('NOT_ACCEPTABLE', err instanceof Error ? err.message : String(err));
+  }
+  return frameNumbers.map((n) => {
+    const frags = frames[n - 1] ?? [];
+    return {
+      transferSyntaxUid: row.transferSyntaxUid,
+      length: frags.reduce((a, f) => a + f.length, 0),
+      open: async () => {
+        const streams = frags.map((f) => () => (f.length === 0 ? Promise.resolve(Readable.from([])) : deps.blobs.get(row.blobKey, { start: f.offset, end: f.offset + f.length - 1 })));
+        return Readable.from(concatStreams(streams));
+      },
+    };
+  });
+}
+
+async function* concatStreams(openers: (() => Promise<Readable>)[]): AsyncGenerator<Buffer> {
+  for (const open of openers) {
+    for await (const chunk of await open()) yield chunk as Buffer;
+  }
+}
+
+/** Big endian -> little endian for words of `size` bytes, across chunk boundaries. */
+function byteSwapper(size: number): (source: AsyncIterable<unknown>) => AsyncGenerator<Buffer> {
+  return async function* swap(source) {
+    let carry = Buffer.alloc(0);
+    for await (const chunk of source) {
+      const c = chunk as Buffer;
+      const buf = carry.length > 0 ? Buffer.concat([carry, c]) : Buffer.from(c);
+      const usable = buf.length - (buf.length % size);
+      const out = buf.subarray(0, usable);
+      if (size === 2) out.swap16();
+      else if (size === 4) out.swap32();
+      else if (size === 8) out.swap64();
+      carry = Buffer.from(buf.subarray(usable));
+      yield out;
+    }
+    if (carry.length > 0) yield carry;
+  };
+}

@@ -1,0 +1,42 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { QueryLevel } from '../../dicom/query-model.js';
+import { acceptFromQuery, negotiate } from '../../dicom/media-types.js';
+import { sendError } from '../errors.js';
+import { callContext } from '../request-context.js';
+import { resourceUrl, serviceUrl, type DicomwebRouteOptions } from './context.js';
+import { queryPairs } from './query-string.js';
+
+type Params = { study?: string; series?: string };
+
+const JSON_OFFERS = [{ mediaType: 'application/dicom+json' }, { mediaType: 'application/json' }];
+
+/** QIDO-RS (PS3.18 10.6): the six search resources on the one Query model. */
+export function registerQido(app: FastifyInstance, opts: DicomwebRouteOptions): void {
+  const search = (level: QueryLevel) => async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply): Promise<FastifyReply> => {
+    const pairs = queryPairs(request.url);
+    const accept = acceptFromQuery(
+      pairs.filter(([k]) => k === 'accept').map(([, v]) => v),
+      request.headers.accept,
+    );
+    if (!negotiate(accept, JSON_OFFERS)) return sendError(reply, 406, 'NOT_ACCEPTABLE', 'QIDO-RS answers application/dicom+json');
+    const base = serviceUrl(request, opts);
+    const { study, series } = request.params;
+    const result = await opts.archive.query(callContext(request, 'dicomweb'), {
+      level,
+      ...(study !== undefined ? { studyUid: study } : {}),
+      ...(series !== undefined ? { seriesUid: series } : {}),
+      params: pairs.filter(([k]) => k !== 'accept'),
+      retrieveUrl: (ref) => resourceUrl(base, ref),
+    });
+    if (result.remaining > 0) {
+      reply.header('warning', `299 pacsnode: "There are ${result.remaining} additional results that can be requested"`);
+    }
+    return reply.code(200).type('application/dicom+json').send(JSON.stringify(result.datasets));
+  };
+  app.get('/studies', search('study'));
+  app.get('/series', search('series'));
+  app.get('/instances', search('instance'));
+  app.get('/studies/:study/series', search('series'));
+  app.get('/studies/:study/instances', search('instance'));
+  app.get('/studies/:study/series/:series/instances', search('instance'));
+}

@@ -1,0 +1,159 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import { IngestFailure, IngestWarning, type IngestOutcome } from '../../archive/ingest/outcome.js';
+import { MultipartError, parseContentType, parseMultipart } from '../../dicom/multipart.js';
+import type { DicomJsonDataset, DicomJsonElement } from '../../dicom/types.js';
+import { isValidUid } from '../../dicom/uid.js';
+import { sendError } from '../errors.js';
+import { callContext } from '../request-context.js';
+import { resourceUrl, serviceUrl, type DicomwebRouteOptions } from './context.js';
+
+/** PS3.18 Annex I / PS3.4 B.2.3 FailureReason values (SPEC §3). */
+const FAILURE_REASON: Record<IngestFailure, number> = {
+  OUT_OF_RESOURCES: 0xa700,
+  MISSING_ATTRIBUTE: 0xa900,
+  NOT_PARSEABLE: 0xc000,
+  TRANSFER_SYNTAX_NOT_SUPPORTED: 0xc122,
+  SOP_CLASS_REFUSED: 0x0122,
+  STUDY_MISMATCH: 0xa901,
+  PATIENT_MISMATCH: 0xc410,
+  DUPLICATE: 0x0111,
+  PROCESSING_FAILURE: 0x0110,
+};
+
+/** WarningReason (0008,1196) is single-valued: the most significant warning wins. */
+const WARNING_REASON: [IngestWarning, number][] = [
+  [IngestWarning.COERCED, 0xb000],
+  [IngestWarning.INVALID_INDEXED_VALUE, 0xb007],
+  [IngestWarning.ELEMENTS_DISCARDED, 0xb006],
+];
+
+class RequestLimitExceeded extends Error {
+  constructor() {
+    super('request body larger than max_request_bytes');
+  }
+}
+
+/** Counts request bytes and fails the stream once the limit is crossed (SPEC §3: stops reading). */
+async function* limited(body: AsyncIterable<Uint8Array>, max: number, onExceeded: () => void): AsyncGenerator<Uint8Array> {
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.length;
+    if (max > 0 && total > max) {
+      onExceeded();
+      throw new RequestLimitExceeded();
+    }
+    yield chunk;
+  }
+}
+
+const us = (n: number): DicomJsonElement => ({ vr: 'US', Value: [n] });
+const ui = (s: string): DicomJsonElement => ({ vr: 'UI', Value: [s] });
+
+export function registerStow(app: FastifyInstance, opts: DicomwebRouteOptions): void {
+  const handler = async (request: FastifyRequest<{ Params: { study?: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
+    const studyUid = request.params.study;
+    if (studyUid !== undefined && !isValidUid(studyUid)) return sendError(reply, 400, 'INVALID_UID', 'StudyInstanceUID in the path is not a valid UID', { key: 'StudyInstanceUID' });
+    const contentLength = Number(request.headers['content-length']);
+    if (opts.maxRequestBytes > 0 && Number.isFinite(contentLength) && contentLength > opts.maxRequestBytes) {
+      reply.header('connection', 'close');
+      return sendError(reply, 413, 'PAYLOAD_TOO_LARGE', `request body larger than max_request_bytes (${opts.maxRequestBytes})`);
+    }
+    let ct: { type: string; params: Record<string, string> };
+    try {
+      ct = parseContentType(request.headers['content-type'] ?? '');
+    } catch {
+      return sendError(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', 'STOW-RS accepts multipart/related; type="application/dicom" or application/dicom');
+    }
+    const raw = request.body as Readable;
+    let overLimit = false;
+    const body = limited(raw, opts.maxRequestBytes, () => (overLimit = true));
+    const ctx = callContext(request, 'dicomweb');
+    const outcomes: IngestOutcome[] = [];
+    const ingest = (part: AsyncIterable<Uint8Array>): Promise<IngestOutcome> =>
+      opts.archive.ingest(ctx, { body: part, ...(studyUid !== undefined ? { expectedStudyUid: studyUid } : {}) });
+
+    if (ct.type === 'application/dicom') {
+      outcomes.push(await ingest(body));
+    } else if (ct.type === 'multipart/related') {
+      const partType = (ct.params['type'] ?? 'application/dicom').toLowerCase();
+      if (partType !== 'application/dicom') {
+        return sendError(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', `multipart/related type ${partType} is not supported (use application/dicom)`);
+      }
+      const boundary = ct.params['boundary'];
+      if (!boundary) return sendError(reply, 400, 'BAD_REQUEST', 'multipart/related without a boundary parameter');
+      try {
+        for await (const part of parseMultipart(body, boundary)) {
+          const partCt = part.contentType?.split(';')[0]?.trim().toLowerCase();
+          if (partCt !== undefined && partCt !== 'application/dicom') {
+            part.body.resume();
+            outcomes.push({ ok: false, failure: IngestFailure.NOT_PARSEABLE, warnings: [], message: `part of type ${partCt} is not application/dicom` });
+            continue;
+          }
+          const outcome = await ingest(part.body);
+          if (overLimit && !outcome.ok) outcome.failure = IngestFailure.OUT_OF_RESOURCES;
+          outcomes.push(outcome);
+          if (overLimit) break;
+        }
+      } catch (err) {
+        if (!(err instanceof MultipartError) && !(err instanceof RequestLimitExceeded)) throw err;
+        if (outcomes.length === 0 && !overLimit) {
+          return sendError(reply, 400, 'BAD_REQUEST', `the body is not valid multipart/related: ${err.message}`, { reason: err instanceof MultipartError ? err.code : 'LIMIT' });
+        }
+        if (overLimit && outcomes.length === 0) outcomes.push({ ok: false, failure: IngestFailure.OUT_OF_RESOURCES, warnings: [], message: 'request body larger than max_request_bytes' });
+        // A part already failed because its stream broke; the rest of the body is not read.
+      }
+    } else {
+      return sendError(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', 'STOW-RS accepts multipart/related; type="application/dicom" or application/dicom');
+    }
+    if (overLimit) {
+      // The rest of the body was not read: this connection cannot carry another request.
+      reply.header('connection', 'close');
+      const last = outcomes[outcomes.length - 1];
+      if (last && !last.ok) last.failure = IngestFailure.OUT_OF_RESOURCES;
+    }
+
+    const base = serviceUrl(request, opts);
+    const { status, response } = storeResponse(outcomes, base, studyUid);
+    request.log.info({ stored: outcomes.filter((o) => o.ok).length, failed: outcomes.filter((o) => !o.ok).length, status }, 'stow-rs');
+    return reply.code(status).type('application/dicom+json').send(response);
+  };
+  app.post('/studies', handler);
+  app.post('/studies/:study', handler);
+}
+
+/** The STOW-RS response (PS3.18 10.5.3) and its status: 200 / 202 / 409. */
+export function storeResponse(outcomes: IngestOutcome[], base: string, studyUid: string | undefined): { status: number; response: DicomJsonDataset } {
+  const referenced: DicomJsonDataset[] = [];
+  const failed: DicomJsonDataset[] = [];
+  let warned = false;
+  for (const o of outcomes) {
+    if (o.ok && o.sopInstanceUid && o.studyUid) {
+      const item: DicomJsonDataset = {
+        '00081150': ui(o.sopClassUid ?? ''),
+        '00081155': ui(o.sopInstanceUid),
+        '00081190': { vr: 'UR', Value: [resourceUrl(base, { studyUid: o.studyUid, ...(o.seriesUid ? { seriesUid: o.seriesUid } : {}), sopUid: o.sopInstanceUid })] },
+      };
+      const w = WARNING_REASON.find(([code]) => o.warnings.includes(code));
+      if (w) {
+        item['00081196'] = us(w[1]);
+        warned = true;
+      }
+      referenced.push(item);
+    } else {
+      const item: DicomJsonDataset = {};
+      if (o.sopClassUid) item['00081150'] = ui(o.sopClassUid);
+      if (o.sopInstanceUid) item['00081155'] = ui(o.sopInstanceUid);
+      item['00081197'] = us(FAILURE_REASON[o.failure ?? IngestFailure.PROCESSING_FAILURE]);
+      failed.push(item);
+    }
+  }
+  const response: DicomJsonDataset = {};
+  const studies = new Set(outcomes.filter((o) => o.ok).map((o) => o.studyUid));
+  const retrieveStudy = studyUid ?? (studies.size === 1 ? [...studies][0] : undefined);
+  if (retrieveStudy) response['00081190'] = { vr: 'UR', Value: [resourceUrl(base, { studyUid: retrieveStudy })] };
+  if (failed.length > 0) response['00081198'] = { vr: 'SQ', Value: failed };
+  if (referenced.length > 0) response['00081199'] = { vr: 'SQ', Value: referenced };
+  const status = referenced.length === 0 ? 409 : failed.length > 0 || warned ? 202 : 200;
+  return { status, response };
+}

@@ -1,0 +1,212 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { LocatedInstance } from '../../archive/retrieve/retrieve.js';
+import { acceptFromQuery, negotiate, type MediaRange } from '../../dicom/media-types.js';
+import { EXPLICIT_VR_LE, transferSyntax } from '../../dicom/transfer-syntax.js';
+import type { DicomJsonDataset, DicomJsonElement } from '../../dicom/types.js';
+import { sendError } from '../errors.js';
+import { callContext } from '../request-context.js';
+import { resourceUrl, serviceUrl, type DicomwebRouteOptions } from './context.js';
+import { multipartResponse, type ResponsePart } from './multipart-response.js';
+import { queryPairs } from './query-string.js';
+
+type Params = { study: string; series?: string; instance?: string; frames?: string; '*'?: string };
+
+function acceptOf(request: FastifyRequest): MediaRange[] {
+  const q = queryPairs(request.url)
+    .filter(([k]) => k === 'accept')
+    .map(([, v]) => v);
+  return acceptFromQuery(q, request.headers.accept);
+}
+
+/**
+ * PS3.18 8.7.8.2 as SPEC §3 words it: `*` or the stored TS -> stored bytes; absent or Explicit VR LE
+ * -> stored bytes (transcoding to Explicit VR LE does not exist yet: a documented deviation);
+ * anything else -> 406.
+ */
+function servesStored(requested: string | undefined, stored: string): boolean {
+  return requested === undefined || requested === '*' || requested === stored || requested === EXPLICIT_VR_LE;
+}
+
+const INSTANCE_OFFERS = [
+  { mediaType: 'multipart/related', type: 'application/dicom' },
+  { mediaType: 'application/dicom' },
+] as const;
+
+function scopeOf(p: Params): { studyUid: string; seriesUid?: string; sopUid?: string } {
+  return { studyUid: p.study, ...(p.series !== undefined ? { seriesUid: p.series } : {}), ...(p.instance !== undefined ? { sopUid: p.instance } : {}) };
+}
+
+/** Peeks all rows once (cheap, no headers) — decisions such as 406 must precede the first byte. */
+async function collectRows(it: AsyncIterable<LocatedInstance>): Promise<LocatedInstance[]> {
+  const rows: LocatedInstance[] = [];
+  for await (const r of it) rows.push(r);
+  return rows;
+}
+
+export function registerWado(app: FastifyInstance, opts: DicomwebRouteOptions): void {
+  const { archive } = opts;
+
+  // ---- instances (study, series, instance) ----
+  const retrieve = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply): Promise<FastifyReply> => {
+    const ctx = callContext(request, 'dicomweb');
+    const scope = scopeOf(request.params);
+    const accept = acceptOf(request);
+    if (accept.some((r) => r.type === 'application' && r.subtype === 'zip')) {
+      // ZIP download belongs to the REST issue; say so clearly instead of a wrong body.
+      if (!negotiate(accept, INSTANCE_OFFERS)) return sendError(reply, 406, 'NOT_ACCEPTABLE', 'application/zip is not available yet');
+    }
+    const offers = scope.sopUid ? INSTANCE_OFFERS : INSTANCE_OFFERS.slice(0, 1);
+    const chosen = negotiate(accept, offers);
+    if (!chosen) return sendError(reply, 406, 'NOT_ACCEPTABLE', 'this resource is available as multipart/related; type="application/dicom"' + (scope.sopUid ? ' or application/dicom' : ''));
+    const rows = await collectRows(await archive.locate(ctx, scope));
+    for (const r of rows) {
+      if (!servesStored(chosen.transferSyntax, r.transferSyntaxUid)) {
+        return sendError(reply, 406, 'NOT_ACCEPTABLE', `transcoding to ${chosen.transferSyntax} is not supported yet`, { transferSyntax: chosen.transferSyntax });
+      }
+    }
+    if (chosen.offer.mediaType === 'application/dicom') {
+      const row = rows[0] as LocatedInstance;
+      const stream = await archive.openInstance(ctx, row);
+      reply.code(200).type('application/dicom').header('content-length', String(row.size));
+      return reply.send(stream);
+    }
+    async function* parts(): AsyncGenerator<ResponsePart> {
+      for (const row of rows) {
+        yield {
+          headers: { 'Content-Type': `application/dicom; transfer-syntax=${row.transferSyntaxUid}`, 'Content-Length': String(row.size) },
+          open: () => archive.openInstance(ctx, row),
+        };
+      }
+    }
+    const { contentType, body } = multipartResponse('application/dicom', parts());
+    reply.code(200).header('content-type', contentType);
+    return reply.send(body);
+  };
+  app.get('/studies/:study', retrieve);
+  app.get('/studies/:study/series/:series', retrieve);
+  app.get('/studies/:study/series/:series/instances/:instance', retrieve);
+
+  // ---- metadata ----
+  const metadata = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply): Promise<FastifyReply> => {
+    const ctx = callContext(request, 'dicomweb');
+    const scope = scopeOf(request.params);
+    if (!negotiate(acceptOf(request), [{ mediaType: 'application/dicom+json' }, { mediaType: 'application/json' }])) {
+      return sendError(reply, 406, 'NOT_ACCEPTABLE', 'metadata is available as application/dicom+json');
+    }
+    const base = serviceUrl(request, opts);
+    const etagHash = createHash('sha256').update(base);
+    for await (const row of await archive.locate(ctx, scope)) etagHash.update(`${row.sopUid}:${row.sha256};`);
+    const etag = `"${etagHash.digest('base64url').slice(0, 27)}"`;
+    reply.header('etag', etag);
+    const inm = request.headers['if-none-match'];
+    if (inm && inm.split(',').some((t) => t.trim() === etag || t.trim() === '*')) return reply.code(304).send();
+    const rows = await archive.locate(ctx, scope, { withHeader: true });
+    async function* json(): AsyncGenerator<string> {
+      let first = true;
+      yield '[';
+      for await (const row of rows) {
+        const ds = publicMetadata(row.header ?? {}, (path) => `${resourceUrl(base, { studyUid: row.studyUid, seriesUid: row.seriesUid, sopUid: row.sopUid })}/bulkdata/${path}`);
+        ds['00020010'] = { vr: 'UI', Value: [row.transferSyntaxUid] };
+        yield (first ? '' : ',') + JSON.stringify(sortDataset(ds));
+        first = false;
+      }
+      yield ']';
+    }
+    reply.code(200).type('application/dicom+json');
+    return reply.send(Readable.from(json()));
+  };
+  app.get('/studies/:study/metadata', metadata);
+  app.get('/studies/:study/series/:series/metadata', metadata);
+  app.get('/studies/:study/series/:series/instances/:instance/metadata', metadata);
+
+  // ---- bulkdata ----
+  app.get('/studies/:study/series/:series/instances/:instance/bulkdata/*', async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const ctx = callContext(request, 'dicomweb');
+    const p = request.params;
+    const path = (p['*'] ?? '').split('/').filter((s) => s !== '');
+    if (path.length === 0 || path.length % 2 === 0 || !path.every((s, i) => (i % 2 === 0 ? /^[0-9A-Fa-f]{8}$/.test(s) : /^\d+$/.test(s)))) {
+      return sendError(reply, 400, 'INVALID_PARAMETER', 'bulkdata path must be tag(/item/tag)*', { field: 'path' });
+    }
+    const chosen = negotiate(acceptOf(request), [{ mediaType: 'multipart/related', type: 'application/octet-stream' }, { mediaType: 'application/octet-stream' }]);
+    if (!chosen) return sendError(reply, 406, 'NOT_ACCEPTABLE', 'bulk data is available as multipart/related; type="application/octet-stream"');
+    const value = await archive.bulkdata(ctx, { studyUid: p.study, seriesUid: p.series as string, sopUid: p.instance as string }, path);
+    if (chosen.offer.mediaType === 'application/octet-stream') {
+      reply.code(200).type('application/octet-stream');
+      if (value.length !== undefined) reply.header('content-length', String(value.length));
+      return reply.send(value.stream);
+    }
+    async function* one(): AsyncGenerator<ResponsePart> {
+      yield { headers: { 'Content-Type': 'application/octet-stream' }, open: async () => value.stream };
+    }
+    const { contentType, body } = multipartResponse('application/octet-stream', one());
+    reply.code(200).header('content-type', contentType);
+    return reply.send(body);
+  });
+
+  // ---- frames ----
+  app.get('/studies/:study/series/:series/instances/:instance/frames/:frames', async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+    const ctx = callContext(request, 'dicomweb');
+    const p = request.params;
+    const numbers = (p.frames ?? '').split(',').map((s) => s.trim());
+    if (numbers.length === 0 || !numbers.every((s) => /^\d{1,9}$/.test(s))) {
+      return sendError(reply, 400, 'INVALID_PARAMETER', 'frame list must be comma-separated positive integers', { field: 'frames' });
+    }
+    const chosen = negotiate(acceptOf(request), [{ mediaType: 'multipart/related', type: 'application/octet-stream' }]);
+    if (!chosen) return sendError(reply, 406, 'NOT_ACCEPTABLE', 'frames are available as multipart/related; type="application/octet-stream"');
+    const frames = await archive.frames(ctx, { studyUid: p.study, seriesUid: p.series as string, sopUid: p.instance as string }, numbers.map(Number));
+    const requested = chosen.transferSyntax;
+    for (const f of frames) {
+      const ok = requested === '*' || requested === f.transferSyntaxUid || (requested === undefined && !transferSyntax(f.transferSyntaxUid)?.encapsulated);
+      if (!ok) {
+        return sendError(reply, 406, 'NOT_ACCEPTABLE', `frames stored as ${f.transferSyntaxUid} cannot be decoded or transcoded yet; ask for transfer-syntax=*`, { transferSyntax: requested ?? EXPLICIT_VR_LE });
+      }
+    }
+    async function* parts(): AsyncGenerator<ResponsePart> {
+      for (const f of frames) {
+        // Exact spelling matters: OHIF's loader matches this part header case-sensitively.
+        yield { headers: { 'Content-Type': `application/octet-stream; transfer-syntax=${f.transferSyntaxUid}` }, open: () => f.open() };
+      }
+    }
+    const { contentType, body } = multipartResponse('application/octet-stream', parts());
+    reply.code(200).header('content-type', contentType);
+    return reply.send(body);
+  });
+
+  // ---- rendered / thumbnail: the pixel pipeline comes later ----
+  const notYet = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> =>
+    sendError(reply, 406, 'NOT_ACCEPTABLE', 'rendered and thumbnail resources are not available yet');
+  for (const suffix of ['rendered', 'thumbnail']) {
+    app.get(`/studies/:study/${suffix}`, notYet);
+    app.get(`/studies/:study/series/:series/${suffix}`, notYet);
+    app.get(`/studies/:study/series/:series/instances/:instance/${suffix}`, notYet);
+    app.get(`/studies/:study/series/:series/instances/:instance/frames/:frames/${suffix}`, notYet);
+  }
+}
+
+/** Header for output: `_bulk` refs become BulkDataURIs (with their tag path); nothing internal leaks. */
+export function publicMetadata(ds: DicomJsonDataset, uri: (path: string) => string, prefix = ''): DicomJsonDataset {
+  const out: DicomJsonDataset = {};
+  for (const [tag, el] of Object.entries(ds)) {
+    const path = prefix + tag;
+    if (el._bulk) {
+      out[tag] = { vr: el.vr, BulkDataURI: uri(path) };
+    } else if (el.vr === 'SQ' && el.Value) {
+      out[tag] = {
+        vr: 'SQ',
+        Value: el.Value.map((item, i) => publicMetadata(item as DicomJsonDataset, uri, `${path}/${i}/`)),
+      } as DicomJsonElement;
+    } else {
+      out[tag] = el;
+    }
+  }
+  return out;
+}
+
+function sortDataset(ds: DicomJsonDataset): DicomJsonDataset {
+  const out: DicomJsonDataset = {};
+  for (const k of Object.keys(ds).sort()) out[k] = ds[k] as DicomJsonElement;
+  return out;
+}
+

@@ -1,0 +1,91 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { ArchiveError, type ArchiveErrorCode } from '../archive/errors.js';
+
+/**
+ * The one mapping table ArchiveError code -> HTTP status (ARCHITECTURE rule 7), and the one JSON
+ * error shape of SPEC §3: {"error":{"code","message","details"}}. Codes are listed in docs/errors.md.
+ */
+const STATUS: Record<ArchiveErrorCode, number> = {
+  INVALID_UID: 400,
+  INVALID_QUERY: 400,
+  INVALID_PARAMETER: 400,
+  BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  NOT_ACCEPTABLE: 406,
+  CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  INTERNAL: 500,
+  STORAGE_UNAVAILABLE: 503,
+  DATABASE_UNAVAILABLE: 503,
+};
+
+/** Codes that only the HTTP edge produces. */
+export const HttpErrorCode = {
+  REMOTE_ACCESS_DISABLED: 'REMOTE_ACCESS_DISABLED',
+  ROUTE_NOT_FOUND: 'ROUTE_NOT_FOUND',
+} as const;
+
+export interface ErrorBody {
+  error: { code: string; message: string; details: Record<string, unknown> };
+}
+
+export function errorBody(code: string, message: string, details: Record<string, unknown> = {}): ErrorBody {
+  return { error: { code, message, details } };
+}
+
+export function sendError(reply: FastifyReply, status: number, code: string, message: string, details: Record<string, unknown> = {}): FastifyReply {
+  return reply.code(status).type('application/json').send(errorBody(code, message, details));
+}
+
+function fastifyMapping(err: FastifyError): { status: number; code: string; message: string; details?: Record<string, unknown> } | undefined {
+  if (err.validation) {
+    const first = err.validation[0];
+    const field = first ? (first.instancePath || (first.params as { missingProperty?: string })?.missingProperty || '') : '';
+    return { status: 400, code: 'INVALID_PARAMETER', message: err.message, details: { field: field.replace(/^\//, '') } };
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: 'unsupported content type' };
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, code: 'PAYLOAD_TOO_LARGE', message: 'request body too large' };
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return { status: 400, code: 'BAD_REQUEST', message: err.message };
+  }
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+    return { status: err.statusCode, code: err.statusCode === 404 ? 'NOT_FOUND' : 'BAD_REQUEST', message: err.message };
+  }
+  return undefined;
+}
+
+export function errorHandler(err: FastifyError | ArchiveError | Error, request: FastifyRequest, reply: FastifyReply): void {
+  if (reply.sent || reply.raw.headersSent) {
+    // Mid-stream failure: the status line is gone; cut the connection so the client sees a truncated body.
+    request.log.warn({ err: err.message }, 'error after the response started');
+    reply.raw.destroy();
+    return;
+  }
+  if (err instanceof ArchiveError) {
+    void sendError(reply, STATUS[err.code], err.code, err.message, err.details ?? {});
+    return;
+  }
+  const mapped = fastifyMapping(err as FastifyError);
+  if (mapped) {
+    void sendError(reply, mapped.status, mapped.code, mapped.message, mapped.details ?? {});
+    return;
+  }
+  // No stack traces (and no PHI) in responses; the log gets the message only.
+  request.log.error({ err: err.message, code: (err as FastifyError).code }, 'unhandled error');
+  void sendError(reply, 500, 'INTERNAL', 'internal server error');
+}
+
+export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): void {
+  void sendError(reply, 404, HttpErrorCode.ROUTE_NOT_FOUND, `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`);
+}
+
+export function statusForCode(code: ArchiveErrorCode): number {
+  return STATUS[code];
+}

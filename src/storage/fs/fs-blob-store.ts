@@ -1,0 +1,284 @@
+import { randomUUID } from 'node:crypto';
+import { type FileHandle, mkdir, open, opendir, rename, rm, stat as fsStat } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ArchiveError } from '../../archive/errors.js';
+import type {
+  BlobGetOptions,
+  BlobListOptions,
+  BlobPutOptions,
+  BlobPutResult,
+  BlobStat,
+  BlobStore,
+} from '../blobs.js';
+import { assertValidBlobKey } from '../blob-key.js';
+
+export interface FsBlobStoreOptions {
+  /** Root directory; created lazily. Temporaries live in `<root>/.tmp`. */
+  root: string;
+  /** fsync the file before the rename and the directory after it (SPEC §6: durable before commit). */
+  fsync: boolean;
+}
+
+/** Name of the temporary directory under the root (never a valid key segment: keys refuse dot segments). */
+export const FS_TEMP_DIR = '.tmp';
+
+function isErrno(e: unknown, code: string): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A Writable onto an open FileHandle that leaves closing (and fsync) to the caller. */
+function fileWriter(fh: FileHandle): Writable {
+  return new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _encoding, callback) {
+      writeFully(fh, chunk).then(() => callback(), callback);
+    },
+    writev(chunks, callback) {
+      const buf = Buffer.concat(chunks.map((c) => c.chunk as Buffer));
+      writeFully(fh, buf).then(() => callback(), callback);
+    },
+  });
+}
+
+async function writeFully(fh: FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+    off += bytesWritten;
+  }
+}
+
+/**
+ * Filesystem BlobStore. put = stream into `<root>/.tmp/<random>`, fsync, rename to the key's
+ * path, fsync the directory: an object is visible only once complete and durable.
+ */
+export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
+  const root = resolve(options.root);
+  const tmpDir = join(root, FS_TEMP_DIR);
+  const doFsync = options.fsync;
+  let tmpReady: Promise<void> | undefined;
+
+  /** Confines a key to the root (supabase secure-path): validate, resolve, check the prefix again. */
+  function pathOf(key: string): string {
+    assertValidBlobKey(key);
+    const full = resolve(root, ...key.split('/'));
+    if (!full.startsWith(root + sep) || full.startsWith(tmpDir + sep)) {
+      throw new ArchiveError('INVALID_PARAMETER', 'invalid blob key: outside the store root');
+    }
+    return full;
+  }
+
+  function ensureTmpDir(): Promise<void> {
+    tmpReady ??= mkdir(tmpDir, { recursive: true }).then(
+      () => undefined,
+      (e: unknown) => {
+        tmpReady = undefined;
+        throw e;
+      },
+    );
+    return tmpReady;
+  }
+
+  /** mkdir -p, then (with fsync) make the new directory entries durable in their parents. */
+  async function ensureDir(dir: string): Promise<void> {
+    const first = await mkdir(dir, { recursive: true });
+    if (!doFsync || first === undefined) return;
+    let d = dir;
+    const toSync: string[] = [];
+    while (d.length >= first.length) {
+      toSync.push(dirname(d));
+      d = dirname(d);
+    }
+    for (const p of toSync) await fsyncPath(p);
+  }
+
+  async function put(key: string, body: Readable, putOptions: BlobPutOptions = {}): Promise<BlobPutResult> {
+    const target = pathOf(key);
+    const { signal } = putOptions;
+    if (signal?.aborted) {
+      body.destroy();
+      signal.throwIfAborted();
+    }
+    try {
+      await ensureTmpDir();
+    } catch (e) {
+      body.destroy();
+      throw e;
+    }
+    const tmp = join(tmpDir, `${randomUUID()}.part`);
+    let size = 0;
+    let committed = false;
+    const fh = await open(tmp, 'wx');
+    try {
+      const out = fileWriter(fh);
+      await pipeline(
+        body,
+        async function* count(source: AsyncIterable<Buffer | string>) {
+          for await (const chunk of source) {
+            size += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+            yield chunk;
+          }
+        },
+        out,
+        signal ? { signal } : {},
+      );
+      if (doFsync) await fh.sync();
+      await fh.close();
+      await ensureDir(dirname(target));
+      await rename(tmp, target);
+      committed = true;
+      if (doFsync) await fsyncPath(dirname(target));
+      return { key, size };
+    } finally {
+      if (!committed) {
+        await fh.close().catch(() => undefined);
+        await rm(tmp, { force: true }).catch(() => undefined);
+      }
+    }
+  }
+
+  async function get(key: string, getOptions: BlobGetOptions = {}): Promise<Readable> {
+    const path = pathOf(key);
+    const { start, end } = getOptions;
+    if ((start !== undefined && (!Number.isInteger(start) || start < 0)) || (end !== undefined && (!Number.isInteger(end) || end < (start ?? 0) - 1))) {
+      throw new ArchiveError('INVALID_PARAMETER', 'invalid byte range');
+    }
+    let fh;
+    try {
+      fh = await open(path, 'r');
+    } catch (e) {
+      if (isErrno(e, 'ENOENT') || isErrno(e, 'ENOTDIR') || isErrno(e, 'EISDIR')) {
+        throw new ArchiveError('NOT_FOUND', 'blob not found', { key });
+      }
+      throw e;
+    }
+    if (end !== undefined && end < (start ?? 0)) {
+      // An empty range: createReadStream cannot express it.
+      await fh.close();
+      return Readable.from([]);
+    }
+    return fh.createReadStream({ start, end, autoClose: true });
+  }
+
+  async function stat(key: string): Promise<BlobStat | undefined> {
+    const path = pathOf(key);
+    try {
+      const s = await fsStat(path);
+      if (!s.isFile()) return undefined;
+      return { key, size: s.size, modifiedAt: s.mtime };
+    } catch (e) {
+      if (isErrno(e, 'ENOENT') || isErrno(e, 'ENOTDIR')) return undefined;
+      throw e;
+    }
+  }
+
+  async function del(key: string): Promise<void> {
+    const path = pathOf(key);
+    // Empty parent directories are kept: removing them would race with a concurrent put.
+    await rm(path, { force: true });
+  }
+
+  async function* walk(dir: string, prefix: string | undefined, options: BlobListOptions): AsyncGenerator<BlobStat> {
+    let handle;
+    try {
+      handle = await opendir(dir);
+    } catch (e) {
+      if (isErrno(e, 'ENOENT')) return;
+      throw e;
+    }
+    const entries: { name: string; isDir: boolean; isFile: boolean }[] = [];
+    for await (const ent of handle) entries.push({ name: ent.name, isDir: ent.isDirectory(), isFile: ent.isFile() });
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const ent of entries) {
+      const full = join(dir, ent.name);
+      if (full === tmpDir) continue;
+      const key = relative(root, full).split(sep).join('/');
+      if (ent.isDir) {
+        // Only descend where the prefix can still match.
+        if (prefix !== undefined && !(prefix.startsWith(`${key}/`) || key.startsWith(prefix))) continue;
+        yield* walk(full, prefix, options);
+      } else if (ent.isFile) {
+        if (prefix !== undefined && !key.startsWith(prefix)) continue;
+        let s;
+        try {
+          s = await fsStat(full);
+        } catch (e) {
+          if (isErrno(e, 'ENOENT')) continue; // deleted meanwhile
+          throw e;
+        }
+        if (options.olderThan && !(s.mtime < options.olderThan)) continue;
+        yield { key, size: s.size, modifiedAt: s.mtime };
+      }
+    }
+  }
+
+  async function cleanupTemporary(olderThan: Date): Promise<number> {
+    let removed = 0;
+    let handle;
+    try {
+      handle = await opendir(tmpDir);
+    } catch (e) {
+      if (isErrno(e, 'ENOENT')) return 0;
+      throw e;
+    }
+    const names: string[] = [];
+    for await (const ent of handle) if (ent.isFile()) names.push(ent.name);
+    for (const name of names) {
+      const full = join(tmpDir, name);
+      try {
+        const s = await fsStat(full);
+        if (s.mtime < olderThan) {
+          await rm(full, { force: true });
+          removed++;
+        }
+      } catch (e) {
+        if (!isErrno(e, 'ENOENT')) throw e;
+      }
+    }
+    return removed;
+  }
+
+  async function check(): Promise<void> {
+    await ensureTmpDir();
+    const probe = join(tmpDir, `check-${randomUUID()}`);
+    try {
+      const fh = await open(probe, 'wx');
+      try {
+        await fh.writeFile('ok');
+        if (doFsync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      throw new ArchiveError('STORAGE_UNAVAILABLE', 'blob store is not writable', {
+        cause: e instanceof Error ? e.message : String(e),
+      });
+    } finally {
+      await rm(probe, { force: true }).catch(() => undefined);
+    }
+  }
+
+  return {
+    kind: 'filesystem',
+    put,
+    get,
+    delete: del,
+    stat,
+    list: (listOptions: BlobListOptions = {}) => walk(root, listOptions.prefix, listOptions),
+    cleanupTemporary,
+    check,
+    close: async () => {},
+  };
+}
+

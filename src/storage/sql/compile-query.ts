@@ -1,0 +1,321 @@
+import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
+import { ArchiveError } from '../../archive/errors.js';
+import { indexedAttribute, levelIncludes, MODALITIES_IN_STUDY, type IndexedKind } from '../../dicom/indexed.js';
+import { normalizePersonName } from '../../dicom/person-name.js';
+import type { Constraint, Query, QueryLevel } from '../../dicom/query-model.js';
+import type { Dialect } from './dialect.js';
+import type { IndexDatabase } from './schema.js';
+
+/**
+ * Query -> SQL, once for every engine (rule 11). Table aliases: p patients, st studies,
+ * se series, i instances; a query at some level joins all its parent levels. Constraints on
+ * indexed attributes use their columns (PN on `<column>_norm`), constraints on attributes of a
+ * lower level become EXISTS sub-queries, and any other tag is matched on the DICOM JSON header
+ * of the query's level through the Dialect.
+ */
+
+const ALIAS: Record<QueryLevel, string> = { patient: 'p', study: 'st', series: 'se', instance: 'i' };
+const TABLE: Record<QueryLevel, string> = { patient: 'patients', study: 'studies', series: 'series', instance: 'instances' };
+/** Foreign key of each level to its parent level. */
+const PARENT_FK: Record<Exclude<QueryLevel, 'patient'>, string> = { study: 'patient_fk', series: 'study_fk', instance: 'series_fk' };
+const LEVELS: readonly QueryLevel[] = ['patient', 'study', 'series', 'instance'];
+
+const TRUE = sql<SqlBool>`1 = 1`;
+const FALSE = sql<SqlBool>`1 = 0`;
+
+/** Escapes LIKE metacharacters of a literal (ESCAPE '\'). */
+export function escapeLike(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/** DICOM wildcards -> LIKE: `*` -> `%`, `?` -> `_`, SQL metacharacters escaped. */
+export function wildcardToLike(pattern: string): string {
+  let out = '';
+  for (const c of pattern) {
+    if (c === '*') out += '%';
+    else if (c === '?') out += '_';
+    else out += escapeLike(c);
+  }
+  return out;
+}
+
+const hasWildcard = (s: string): boolean => s.includes('*') || s.includes('?');
+const isUniversal = (pattern: string): boolean => /^\*+$/.test(pattern);
+
+type MatchKind = IndexedKind | 'json';
+
+function or(parts: RawBuilder<SqlBool>[]): RawBuilder<SqlBool> {
+  if (parts.length === 0) return FALSE;
+  return sql<SqlBool>`(${sql.join(parts, sql` OR `)})`;
+}
+function and(parts: RawBuilder<SqlBool>[]): RawBuilder<SqlBool> {
+  if (parts.length === 0) return TRUE;
+  return sql<SqlBool>`(${sql.join(parts, sql` AND `)})`;
+}
+
+function rangeOn(ref: RawBuilder<unknown>, from: string | undefined, to: string | undefined, numeric: boolean): RawBuilder<SqlBool> {
+  const parts: RawBuilder<SqlBool>[] = [];
+  if (numeric) {
+    const f = from === undefined || from === '' ? undefined : Number(from);
+    const t = to === undefined || to === '' ? undefined : Number(to);
+    if ((f !== undefined && Number.isNaN(f)) || (t !== undefined && Number.isNaN(t))) return FALSE;
+    if (f !== undefined) parts.push(sql<SqlBool>`${ref} >= ${f}`);
+    if (t !== undefined) parts.push(sql<SqlBool>`${ref} <= ${t}`);
+  } else {
+    if (from !== undefined && from !== '') parts.push(sql<SqlBool>`${ref} >= ${from}`);
+    // Compare the upper bound on its own length, so `-1100` includes 11:00:59 and a DA bound its whole day.
+    if (to !== undefined && to !== '') parts.push(sql<SqlBool>`SUBSTR(${ref}, 1, ${to.length}) <= ${to}`);
+  }
+  // A range needs a value: empty/absent values never match a range.
+  parts.push(sql<SqlBool>`${ref} IS NOT NULL`);
+  return and(parts);
+}
+
+/** PN matching on a normalised column; undefined = universal (no condition). */
+function personNameCondition(ref: RawBuilder<unknown>, c: Constraint, dialect: Dialect): RawBuilder<SqlBool> | undefined {
+  // Component groups are separated by '='; framing the value with '=' lets one LIKE find a group.
+  const framed = sql`('=' || ${ref} || '=')`;
+  switch (c.kind) {
+    case 'single': {
+      const v = normalizePersonName(c.value);
+      if (v === '') return undefined;
+      if (v.includes('=')) return sql<SqlBool>`${ref} = ${v}`;
+      return or([sql<SqlBool>`${ref} = ${v}`, dialect.like(framed, `%=${escapeLike(v)}=%`)]);
+    }
+    case 'wildcard': {
+      if (isUniversal(c.pattern)) return undefined;
+      const v = normalizePersonName(c.pattern);
+      if (v === '' || isUniversal(v)) return undefined;
+      const like = wildcardToLike(v);
+      if (v.includes('=')) return dialect.like(ref, like);
+      return or([dialect.like(ref, like), dialect.like(framed, `%=${like}=%`)]);
+    }
+    case 'fuzzy': {
+      const words = c.value
+        .normalize('NFC')
+        .toLowerCase()
+        .split(/[\^=\s]+/)
+        .filter((w) => w !== '' && !isUniversal(w));
+      if (words.length === 0) return undefined;
+      return and(
+        words.map((w) => {
+          const e = wildcardToLike(w);
+          return or([
+            dialect.like(ref, `${e}%`),
+            dialect.like(ref, `%^${e}%`),
+            dialect.like(ref, `% ${e}%`),
+            dialect.like(ref, `%=${e}%`),
+          ]);
+        }),
+      );
+    }
+    case 'list': {
+      const values = c.values.map(normalizePersonName).filter((v) => v !== '');
+      if (values.length === 0) return undefined;
+      return sql<SqlBool>`${ref} IN (${sql.join(values)})`;
+    }
+    case 'range':
+      return rangeOn(ref, c.from === undefined ? undefined : normalizePersonName(c.from), c.to === undefined ? undefined : normalizePersonName(c.to), false);
+  }
+}
+
+/** Matching of one constraint against a column (or JSON text) of the given kind; undefined = universal. */
+function valueCondition(ref: RawBuilder<unknown>, kind: MatchKind, c: Constraint, dialect: Dialect): RawBuilder<SqlBool> | undefined {
+  if (kind === 'pn') return personNameCondition(ref, c, dialect);
+  const numeric = kind === 'number';
+  switch (c.kind) {
+    case 'single':
+    case 'fuzzy': {
+      const v = c.value;
+      if (v === '') return undefined;
+      if (numeric) {
+        const n = Number(v);
+        return Number.isFinite(n) ? sql<SqlBool>`${ref} = ${n}` : FALSE;
+      }
+      return sql<SqlBool>`${ref} = ${v}`;
+    }
+    case 'list': {
+      const values = c.values.filter((v) => v !== '');
+      if (values.length === 0) return undefined;
+      if (numeric) {
+        const nums = values.map(Number).filter((n) => Number.isFinite(n));
+        return nums.length === 0 ? FALSE : sql<SqlBool>`${ref} IN (${sql.join(nums)})`;
+      }
+      return sql<SqlBool>`${ref} IN (${sql.join(values)})`;
+    }
+    case 'wildcard': {
+      if (c.pattern === '' || isUniversal(c.pattern)) return undefined;
+      const target = numeric ? sql`CAST(${ref} AS TEXT)` : ref;
+      if (!hasWildcard(c.pattern)) return sql<SqlBool>`${target} = ${c.pattern}`;
+      return dialect.like(target, wildcardToLike(c.pattern));
+    }
+    case 'range':
+      if ((c.from === undefined || c.from === '') && (c.to === undefined || c.to === '')) return undefined;
+      return rangeOn(ref, c.from, c.to, numeric);
+  }
+}
+
+/**
+ * `EXISTS (SELECT 1 FROM <child tables down to target> WHERE <first child>.fk = <anchor>.id AND cond)`.
+ * Sub-query aliases are prefixed with `x_` so they never clash with the outer query.
+ */
+function existsBelow(anchor: QueryLevel, target: QueryLevel, cond: (alias: string) => RawBuilder<SqlBool>): RawBuilder<SqlBool> {
+  const from = LEVELS.indexOf(anchor);
+  const to = LEVELS.indexOf(target);
+  const chain = LEVELS.slice(from + 1, to + 1) as Exclude<QueryLevel, 'patient'>[];
+  const first = chain[0];
+  if (first === undefined) throw new Error(`existsBelow: ${target} is not below ${anchor}`);
+  const alias = (l: QueryLevel): string => `x_${ALIAS[l]}`;
+  let fromClause = sql`${sql.table(TABLE[first])} AS ${sql.id(alias(first))}`;
+  for (let k = 1; k < chain.length; k++) {
+    const child = chain[k];
+    const parent = chain[k - 1];
+    if (child === undefined || parent === undefined) continue;
+    fromClause = sql`${fromClause} INNER JOIN ${sql.table(TABLE[child])} AS ${sql.id(alias(child))} ON ${sql.ref(`${alias(child)}.${PARENT_FK[child]}`)} = ${sql.ref(`${alias(parent)}.id`)}`;
+  }
+  return sql<SqlBool>`EXISTS (SELECT 1 FROM ${fromClause} WHERE ${sql.ref(`${alias(first)}.${PARENT_FK[first]}`)} = ${sql.ref(`${ALIAS[anchor]}.id`)} AND ${cond(alias(target))})`;
+}
+
+function constraintCondition(level: QueryLevel, c: Constraint, dialect: Dialect): RawBuilder<SqlBool> | undefined {
+  const tag = c.tag.toUpperCase();
+  if (tag === MODALITIES_IN_STUDY) {
+    // Any series of the study (not only the row's own series at series/instance level).
+    const build = (alias: string): RawBuilder<SqlBool> | undefined => valueCondition(sql.ref(`${alias}.modality`), 'string', c, dialect);
+    if (build('x') === undefined) return undefined;
+    const anchor: QueryLevel = level === 'patient' ? 'patient' : 'study';
+    return existsBelow(anchor, 'series', (alias) => build(alias) ?? TRUE);
+  }
+  const attr = indexedAttribute(tag);
+  if (attr) {
+    const column = attr.kind === 'pn' ? `${attr.column}_norm` : attr.column;
+    if (levelIncludes(level, attr.level)) {
+      return valueCondition(sql.ref(`${ALIAS[attr.level]}.${column}`), attr.kind, c, dialect);
+    }
+    const probe = valueCondition(sql.ref(`x.${column}`), attr.kind, c, dialect);
+    if (probe === undefined) return undefined;
+    return existsBelow(level, attr.level, (alias) => valueCondition(sql.ref(`${alias}.${column}`), attr.kind, c, dialect) ?? TRUE);
+  }
+  if (!/^[0-9A-F]{8}$/.test(tag)) throw new ArchiveError('INVALID_QUERY', `not a DICOM tag: ${c.tag}`);
+  // Not indexed: the first value in the header of the query's level (PN: its Alphabetic group).
+  const header = `${ALIAS[level]}.header`;
+  const ref = sql`COALESCE(${dialect.jsonFirstValueText(header, tag, 'Alphabetic')}, ${dialect.jsonFirstValueText(header, tag)})`;
+  return valueCondition(ref, 'json', c, dialect);
+}
+
+/** The WHERE condition of a query (scope + constraints) over the aliases p, st, se, i. */
+export function compileWhere(query: Query, dialect: Dialect): RawBuilder<SqlBool> {
+  const parts: RawBuilder<SqlBool>[] = [];
+  const scope: Constraint[] = [];
+  if (query.studyUid !== undefined) scope.push({ kind: 'single', tag: '0020000D', value: query.studyUid });
+  if (query.seriesUid !== undefined) scope.push({ kind: 'single', tag: '0020000E', value: query.seriesUid });
+  for (const c of [...scope, ...query.constraints]) {
+    const cond = constraintCondition(query.level, c, dialect);
+    if (cond !== undefined) parts.push(cond);
+  }
+  return and(parts);
+}
+
+function pageOf(query: Query): { limit: number; offset: number } {
+  const limit = query.limit > 0 ? Math.floor(query.limit) : Number.MAX_SAFE_INTEGER;
+  const offset = query.offset > 0 ? Math.floor(query.offset) : 0;
+  return { limit, offset };
+}
+
+export function selectPatients(db: Kysely<IndexDatabase>, dialect: Dialect, query: Query) {
+  const { limit, offset } = pageOf(query);
+  return db
+    .selectFrom('patients as p')
+    .where(compileWhere({ ...query, level: 'patient' }, dialect))
+    .select(['p.id', 'p.patient_id', 'p.issuer', 'p.header', 'p.num_studies'])
+    .orderBy('p.id')
+    .limit(limit)
+    .offset(offset);
+}
+
+export function selectStudies(db: Kysely<IndexDatabase>, dialect: Dialect, query: Query) {
+  const { limit, offset } = pageOf(query);
+  return db
+    .selectFrom('studies as st')
+    .innerJoin('patients as p', 'p.id', 'st.patient_fk')
+    .where(compileWhere({ ...query, level: 'study' }, dialect))
+    .select(['st.id', 'st.study_uid', 'st.header', 'st.num_series', 'st.num_instances', 'st.total_bytes', 'st.received_at', 'st.updated_at'])
+    .orderBy('st.id', 'desc')
+    .limit(limit)
+    .offset(offset);
+}
+
+export function selectSeries(db: Kysely<IndexDatabase>, dialect: Dialect, query: Query) {
+  const { limit, offset } = pageOf(query);
+  return db
+    .selectFrom('series as se')
+    .innerJoin('studies as st', 'st.id', 'se.study_fk')
+    .innerJoin('patients as p', 'p.id', 'st.patient_fk')
+    .where(compileWhere({ ...query, level: 'series' }, dialect))
+    .select(['se.id', 'st.study_uid', 'se.series_uid', 'se.header', 'st.header as study_header', 'se.num_instances', 'se.total_bytes'])
+    .orderBy(sql`se.series_number IS NULL`)
+    .orderBy('se.series_number')
+    .orderBy('se.id')
+    .limit(limit)
+    .offset(offset);
+}
+
+export function selectInstances(db: Kysely<IndexDatabase>, dialect: Dialect, query: Query) {
+  const { limit, offset } = pageOf(query);
+  return db
+    .selectFrom('instances as i')
+    .innerJoin('series as se', 'se.id', 'i.series_fk')
+    .innerJoin('studies as st', 'st.id', 'se.study_fk')
+    .innerJoin('patients as p', 'p.id', 'st.patient_fk')
+    .where(compileWhere({ ...query, level: 'instance' }, dialect))
+    .select([
+      'i.id',
+      'st.study_uid',
+      'se.series_uid',
+      'i.sop_uid',
+      'i.sop_class_uid',
+      'i.instance_number',
+      'i.transfer_syntax',
+      'i.blob_key',
+      'i.size',
+      'i.sha256',
+      'i.received_at',
+      'i.header',
+      'se.header as series_header',
+      'st.header as study_header',
+    ])
+    .orderBy(sql`se.series_number IS NULL`)
+    .orderBy('se.series_number')
+    .orderBy('se.id')
+    .orderBy(sql`i.instance_number IS NULL`)
+    .orderBy('i.instance_number')
+    .orderBy('i.id')
+    .limit(limit)
+    .offset(offset);
+}
+
+/** Number of matches of a query, ignoring limit/offset. */
+export function countMatches(db: Kysely<IndexDatabase>, dialect: Dialect, query: Query) {
+  const where = compileWhere(query, dialect);
+  const n = sql<number | string>`COUNT(*)`.as('n');
+  switch (query.level) {
+    case 'patient':
+      return db.selectFrom('patients as p').where(where).select(n);
+    case 'study':
+      return db.selectFrom('studies as st').innerJoin('patients as p', 'p.id', 'st.patient_fk').where(where).select(n);
+    case 'series':
+      return db
+        .selectFrom('series as se')
+        .innerJoin('studies as st', 'st.id', 'se.study_fk')
+        .innerJoin('patients as p', 'p.id', 'st.patient_fk')
+        .where(where)
+        .select(n);
+    case 'instance':
+      return db
+        .selectFrom('instances as i')
+        .innerJoin('series as se', 'se.id', 'i.series_fk')
+        .innerJoin('studies as st', 'st.id', 'se.study_fk')
+        .innerJoin('patients as p', 'p.id', 'st.patient_fk')
+        .where(where)
+        .select(n);
+  }
+}

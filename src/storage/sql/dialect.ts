@@ -1,0 +1,90 @@
+import { sql, type Expression, type RawBuilder, type SqlBool } from 'kysely';
+import type { DicomJsonDataset, Tag } from '../../dicom/types.js';
+
+/**
+ * The few things that differ between SQL engines (STYLE-ANCHORS rule 11: one compiler, a small
+ * Dialect — not `if (dialect === …)` in every operator). Everything else in storage/sql is
+ * plain kysely that both SQLite and PostgreSQL accept.
+ */
+export interface Dialect {
+  readonly name: 'sqlite' | 'postgres';
+  /**
+   * `expr LIKE pattern ESCAPE '\'`, case-sensitive (DICOM wildcard matching is case-sensitive;
+   * PN is matched on normalised columns). `pattern` is already SQL-escaped with `\`.
+   */
+  like(expr: Expression<unknown> | RawBuilder<unknown>, pattern: string): RawBuilder<SqlBool>;
+  /**
+   * The first value of `tag` in the DICOM JSON header column `headerRef` (a qualified column
+   * name such as `se.header`), as text; with `member`, that member of the first value
+   * (PN `Alphabetic`). NULL when absent.
+   */
+  jsonFirstValueText(headerRef: string, tag: Tag, member?: string): RawBuilder<string | null>;
+  /** Value bound for a timestamp column. */
+  toDbTime(d: Date): string | Date;
+  /** A timestamp column as read back. */
+  fromDbTime(v: unknown): Date;
+  /** Value bound for a JSON column. */
+  toDbJson(v: DicomJsonDataset): string;
+  /** A JSON column as read back. */
+  fromDbJson(v: unknown): DicomJsonDataset;
+  /** Whether `SELECT … FOR UPDATE` exists (PostgreSQL); SQLite serialises writers with BEGIN IMMEDIATE. */
+  readonly rowLocks: boolean;
+}
+
+const TAG_RE = /^[0-9A-Fa-f]{8}$/;
+const MEMBER_RE = /^[A-Za-z]+$/;
+
+export function assertTag(tag: Tag): string {
+  if (!TAG_RE.test(tag)) throw new Error(`not a DICOM tag: ${tag}`);
+  return tag.toUpperCase();
+}
+
+function parseJson(v: unknown): DicomJsonDataset {
+  if (typeof v === 'string') return JSON.parse(v) as DicomJsonDataset;
+  if (v !== null && typeof v === 'object') return v as DicomJsonDataset;
+  return {};
+}
+
+/**
+ * SQLite: timestamps are ISO-8601 UTC text (`toISOString()`: fixed width, so text order is time
+ * order), JSON is text read with json_extract. LIKE is made case-sensitive with
+ * `PRAGMA case_sensitive_like = ON` (set by the adapter on its connection).
+ */
+export const sqliteDialect: Dialect = {
+  name: 'sqlite',
+  like: (expr, pattern) => sql<SqlBool>`${expr} LIKE ${pattern} ESCAPE '\\'`,
+  jsonFirstValueText(headerRef, tag, member) {
+    const t = assertTag(tag);
+    if (member !== undefined && !MEMBER_RE.test(member)) throw new Error(`bad JSON member ${member}`);
+    const path = `$."${t}".Value[0]${member === undefined ? '' : `.${member}`}`;
+    // json_extract returns numbers for IS/DS/US…: CAST makes every value comparable as text.
+    return sql<string | null>`CAST(json_extract(${sql.ref(headerRef)}, ${path}) AS TEXT)`;
+  },
+  toDbTime: (d) => d.toISOString(),
+  fromDbTime: (v) => (v instanceof Date ? v : new Date(typeof v === 'number' ? v : String(v))),
+  toDbJson: (v) => JSON.stringify(v),
+  fromDbJson: parseJson,
+  rowLocks: false,
+};
+
+/**
+ * PostgreSQL (for the adapter to come): `h->'T'->'Value'->>0`; LIKE is case-sensitive natively;
+ * timestamptz and jsonb. Kept here so the compiler is exercised against both shapes.
+ */
+export const postgresDialect: Dialect = {
+  name: 'postgres',
+  like: (expr, pattern) => sql<SqlBool>`${expr} LIKE ${pattern} ESCAPE '\\'`,
+  jsonFirstValueText(headerRef, tag, member) {
+    const t = assertTag(tag);
+    // Tag and member are validated, so they are inlined as literals: `->` is overloaded
+    // (text/int) and an untyped parameter would be ambiguous.
+    if (member === undefined) return sql<string | null>`(${sql.ref(headerRef)}->${sql.lit(t)}->'Value'->>0)`;
+    if (!MEMBER_RE.test(member)) throw new Error(`bad JSON member ${member}`);
+    return sql<string | null>`(${sql.ref(headerRef)}->${sql.lit(t)}->'Value'->0->>${sql.lit(member)})`;
+  },
+  toDbTime: (d) => d,
+  fromDbTime: (v) => (v instanceof Date ? v : new Date(String(v))),
+  toDbJson: (v) => JSON.stringify(v),
+  fromDbJson: parseJson,
+  rowLocks: true,
+};

@@ -1,0 +1,5 @@
+import type { Migration } from '../../sql/migrator.js';
+import { migration0001 } from './0001-initial.js';
+
+/** SQLite migrations in order. Append only; never edit a released one. */
+export const SQLITE_MIGRATIONS: readonly Migration[] = [migration0001];
