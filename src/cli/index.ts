@@ -120,7 +120,8 @@ export function buildProgram(ctx: CliContext, registrars: readonly CommandRegist
     const logger = ctx.createLogger(config);
     logger.debug({ config: redactConfig(config) }, 'configuration loaded');
     const { startServer } = await import('../main.js');
-    await startServer(config, { logger });
+    // The process stays up on the open listeners; main.ts closes them on SIGTERM/SIGINT.
+    await startServer(config, { logger, handleSignals: true });
   });
 
   program

@@ -324,6 +324,10 @@ function* readSequence(ctx: Context, enc: Encoding, length: number, depth: numbe
   return items;
 }
 
+function sequenceElement(items: DicomJsonDataset[]): DicomJsonElement {
+  return items.length === 0 ? { vr: 'SQ' } : { vr: 'SQ', Value: items };
+}
+
 /**
  * Reads elements until `end` (defined-length item), an item delimiter (undefined-length item), or
  * at top level (`depth` 0) the end of input or Pixel Data.
@@ -371,7 +375,7 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
       if (vr === 'SQ' || vr === 'UN' || !BINARY_VRS.has(vr)) {
         // UN of undefined length is a sequence in Implicit VR LE (PS3.5 6.2.2, CP-246)
         const itemEnc = h.vr === 'UN' ? IMPLICIT_LE : enc;
-        ds[tag] = { vr: 'SQ', Value: yield* readSequence(ctx, itemEnc, h.length, depth, path, cs) };
+        ds[tag] = sequenceElement(yield* readSequence(ctx, itemEnc, h.length, depth, path, cs));
         continue;
       }
       // encapsulated value outside top-level Pixel Data (e.g. an icon image): located, not read
@@ -381,7 +385,7 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
       continue;
     }
     if (vr === 'SQ') {
-      ds[tag] = { vr, Value: yield* readSequence(ctx, enc, h.length, depth, path, cs) };
+      ds[tag] = sequenceElement(yield* readSequence(ctx, enc, h.length, depth, path, cs));
       continue;
     }
     if (BINARY_VRS.has(vr)) {

@@ -65,6 +65,8 @@ const MAX_PADDING = 256;
 const BOUNDARY = /^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
+const MORE: unique symbol = Symbol('more');
+
 type Classification =
   | { kind: 'boundary'; end: number }
   | { kind: 'close'; end: number }
@@ -183,74 +185,69 @@ class Scanner {
 
   /** Reads one part's header block; leaves the cursor at the start of its body. */
   async readHeaders(): Promise<Record<string, string>> {
-    let searchFrom = 0;
     for (;;) {
-      const b = this.buf;
-      if (b.length >= 2 && b[0] === CR && b[1] === LF) {
-        // Either the blank line of an empty header block, or (when the part has no header block and
-        // no body at all) the next delimiter.
-        if (b.length < this.delimiter.length && this.delimiter.subarray(0, b.length).equals(b) && !this.eof) {
-          await this.pullOrMissingClose();
-          continue;
-        }
-        const d = this.findDelimiter(0, 1);
-        if (d?.c.kind === 'more') {
-          await this.pullOrMissingClose();
-          continue;
-        }
-        if (d === undefined) this.buf = b.subarray(2);
-        this.state = 'body';
-        return {};
-      }
-      const end = b.indexOf(CRLFCRLF, searchFrom);
-      // Lenient: a header block ended directly by the next delimiter is a part with an empty body.
-      const d = this.findDelimiter(0, end < 0 ? Infinity : end);
-      if (d !== undefined && d.c.kind !== 'more') {
-        if (d.at > this.maxHeaderBytes) throw tooLarge(this.maxHeaderBytes);
-        const headers = parseHeaderBlock(b.subarray(0, d.at));
-        this.buf = b.subarray(d.at);
-        this.state = 'body';
-        return headers;
-      }
-      if (end >= 0 && d === undefined) {
-        if (end > this.maxHeaderBytes) throw tooLarge(this.maxHeaderBytes);
-        const headers = parseHeaderBlock(b.subarray(0, end));
-        this.buf = b.subarray(end + CRLFCRLF.length);
-        this.state = 'body';
-        return headers;
-      }
-      if (b.length > this.maxHeaderBytes + CRLFCRLF.length) throw tooLarge(this.maxHeaderBytes);
-      searchFrom = Math.max(0, b.length - (CRLFCRLF.length - 1));
+      const r = this.tryReadHeaders();
+      if (r !== MORE) return r;
       await this.pullOrMissingClose();
     }
   }
 
-  private async pullOrMissingClose(): Promise<void> {
+  private tryReadHeaders(): Record<string, string> | typeof MORE {
+    const b = this.buf;
+    if (b.length < 2) return MORE;
+    if (b[0] === CR && b[1] === LF) {
+      // Either the blank line of an empty header block, or (when the part has no header block and
+      // no body at all) the next delimiter.
+      if (b.length < this.delimiter.length && this.delimiter.subarray(0, b.length).equals(b) && !this.eof) return MORE;
+      const d = this.findDelimiter(0, 1);
+      if (d?.c.kind === 'more') return MORE;
+      if (d === undefined) this.buf = b.subarray(2);
+      this.state = 'body';
+      return {};
+    }
+    const end = b.indexOf(CRLFCRLF);
+    // Lenient: a header block ended directly by the next delimiter is a part with an empty body.
+    const d = this.findDelimiter(0, end < 0 ? Infinity : end);
+    if (d !== undefined && d.c.kind !== 'more') {
+      if (d.at > this.maxHeaderBytes) throw tooLarge(this.maxHeaderBytes);
+      const headers = parseHeaderBlock(b.subarray(0, d.at));
+      this.buf = b.subarray(d.at);
+      this.state = 'body';
+      return headers;
+    }
+    if (end >= 0 && d === undefined) {
+      if (end > this.maxHeaderBytes) throw tooLarge(this.maxHeaderBytes);
+      const headers = parseHeaderBlock(b.subarray(0, end));
+      this.buf = b.subarray(end + CRLFCRLF.length);
+      this.state = 'body';
+      return headers;
+    }
+    if (b.length > this.maxHeaderBytes + CRLFCRLF.length) throw tooLarge(this.maxHeaderBytes);
+    return MORE;
+  }
+
+  async pullOrMissingClose(): Promise<void> {
     if (!(await this.pull())) throw missingClose();
   }
 
   /**
-   * The next piece of the current part's body, or null once the part has ended (the cursor then
-   * sits after its delimiter). Throws MISSING_CLOSE when the input ends inside the part.
+   * The next piece of the current part's body, null once the part has ended (the cursor then sits
+   * after its delimiter), or MORE when the source must be pulled first (pullOrMissingClose).
+   * Synchronous so that a part whose bytes are already buffered costs no promise per step.
    */
-  async nextBodyPiece(): Promise<Buffer | null> {
-    for (;;) {
-      if (this.state !== 'body') return null;
-      const found = this.findDelimiter(0);
-      if (found !== undefined && found.c.kind !== 'more') {
-        const piece = this.buf.subarray(0, found.at);
-        this.enter(found.c);
-        if (piece.length > 0) return piece;
-        return null;
-      }
-      const safe = found !== undefined ? found.at : this.buf.length - this.keepBack();
-      if (safe > 0) {
-        const piece = this.buf.subarray(0, safe);
-        this.buf = this.buf.subarray(safe);
-        return piece;
-      }
-      await this.pullOrMissingClose();
+  tryBodyPiece(): Buffer | null | typeof MORE {
+    if (this.state !== 'body') return null;
+    const found = this.findDelimiter(0);
+    if (found !== undefined && found.c.kind !== 'more') {
+      const piece = this.buf.subarray(0, found.at);
+      this.enter(found.c);
+      return piece.length > 0 ? piece : null;
     }
+    const safe = found !== undefined ? found.at : this.buf.length - this.keepBack();
+    if (safe <= 0) return MORE;
+    const piece = this.buf.subarray(0, safe);
+    this.buf = this.buf.subarray(safe);
+    return piece;
   }
 
   /** Reads and discards whatever follows the close delimiter, so the sender is not left blocked. */
@@ -308,6 +305,7 @@ class PartFeeder {
   private ended = false;
   private failure: MultipartError | undefined;
   private discard = false;
+  private discarded = 0;
 
   constructor(private readonly scanner: Scanner) {
     this.body = new Readable({ read: () => this.demand() });
@@ -322,14 +320,22 @@ class PartFeeder {
   private async run(): Promise<void> {
     try {
       for (;;) {
-        const piece = await this.scanner.nextBodyPiece();
+        const piece = this.scanner.tryBodyPiece();
+        if (piece === MORE) {
+          await this.scanner.pullOrMissingClose();
+          continue;
+        }
         if (piece === null) {
           this.ended = true;
-          if (this.discard) this.body.destroy();
-          else this.body.push(null);
+          // Nothing thrown away: the body is complete and may still be read.
+          if (this.discarded === 0) this.body.push(null);
+          else this.body.destroy();
           return;
         }
-        if (this.discard) continue;
+        if (this.discard) {
+          this.discarded += piece.length;
+          continue;
+        }
         this.wanted = false;
         if (!this.body.push(piece) && !this.wanted && !this.discard) return;
       }

@@ -31,7 +31,6 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     // STOW bodies are streamed to the archive; limits are enforced there (bodyLimit does not apply to streams).
     bodyLimit: 1024 * 1024,
     routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true },
-    disableRequestLogging: false,
   });
   app.decorateRequest('principal', null);
   app.setErrorHandler(errorHandler);

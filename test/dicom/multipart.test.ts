@@ -391,7 +391,7 @@ describe('parseMultipart', () => {
         const headers = fc.oneof(
           fc.constant({}),
           fc.constant({ 'Content-Type': 'application/dicom' }),
-          fc.record({ 'Content-Type': fc.constantFrom('application/dicom', 'application/octet-stream; transfer-syntax=*'), 'Content-Location': fc.stringMatching(/^[a-z0-9/]{0,12}$/) }),
+          fc.record({ 'Content-Type': fc.constantFrom('application/dicom', 'application/octet-stream; transfer-syntax=*'), 'Content-Location': fc.string({ unit: fc.constantFrom(...'abz09/.'), maxLength: 12 }) }),
         );
         return fc.record({
           boundary: fc.constant(b),
@@ -401,18 +401,14 @@ describe('parseMultipart', () => {
           sizes: fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 8 }),
         });
       });
-    const STATS = { runs: 0, ms: 0, bytes: 0, pre: 0 }; const T = performance.now();
     await fc.assert(
       fc.asyncProperty(arb, async ({ boundary, parts, preamble, epilogue, sizes }) => {
         // A body holding a real delimiter is not encodable with this boundary (RFC 2046 5.1.1).
         for (const x of [...parts.map((p) => p.body), ...(preamble ? [preamble] : [])]) {
-          if (isRealDelimiterIn(Buffer.concat([crlf, x, crlf]), boundary)) STATS.pre++;
           fc.pre(!isRealDelimiterIn(Buffer.concat([crlf, x, crlf]), boundary));
         }
         const data = encode(boundary, parts, { preamble, epilogue });
-        STATS.runs++; const t0 = performance.now();
         const got = await collect(chunks(data, sizes), boundary);
-        STATS.ms += performance.now() - t0; STATS.bytes += data.length;
         assert.equal(got.length, parts.length);
         got.forEach((g, i) => {
           const want = parts[i] as TestPart;
@@ -422,6 +418,5 @@ describe('parseMultipart', () => {
       }),
       { numRuns: 500 },
     );
-    console.log('STATS', STATS, performance.now() - T);
   });
 });
