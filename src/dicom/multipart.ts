@@ -299,11 +299,12 @@ function parseHeaderBlock(block: Buffer): Record<string, string> {
  */
 class PartFeeder {
   readonly body: Readable;
-  private pumping: Promise<void> | undefined;
+  private pumping: Promise<void> = Promise.resolve();
+  private active = false;
   // Set by read(); a read() arriving synchronously inside push() must not be lost, or the stream stalls.
   private wanted = false;
   private ended = false;
-  private failure: MultipartError | undefined;
+  private failure: Error | undefined;
   private discard = false;
   private discarded = 0;
 
@@ -313,7 +314,9 @@ class PartFeeder {
 
   private demand(): void {
     this.wanted = true;
-    if (this.pumping !== undefined || this.ended || this.failure !== undefined) return;
+    if (this.active || this.ended || this.failure !== undefined) return;
+    // Set before run(): a run that finishes synchronously clears it again before run() returns.
+    this.active = true;
     this.pumping = this.run();
   }
 
@@ -340,15 +343,14 @@ class PartFeeder {
         if (!this.body.push(piece) && !this.wanted && !this.discard) return;
       }
     } catch (e) {
-      const failure =
-        e instanceof MultipartError ? e : new MultipartError('MISSING_CLOSE', 'multipart source failed');
-      if (failure !== e) failure.cause = e;
+      // Source errors pass through unchanged: an upstream size limit must keep its own error.
+      const failure = e instanceof Error ? e : new MultipartError('MISSING_CLOSE', 'multipart source failed');
       this.failure = failure;
       // An 'error' event without a listener would be thrown by the emitter: never crash the process.
       if (!this.discard && this.body.listenerCount('error') > 0) this.body.destroy(failure);
       else this.body.destroy();
     } finally {
-      this.pumping = undefined;
+      this.active = false;
     }
   }
 
@@ -357,7 +359,7 @@ class PartFeeder {
     this.discard = true;
     while (!this.ended && this.failure === undefined) {
       this.demand();
-      await this.pumping;
+      if (this.active) await this.pumping;
     }
     if (this.failure !== undefined) throw this.failure;
   }
@@ -371,7 +373,8 @@ function isAsyncIterable(x: unknown): x is AsyncIterable<Uint8Array | string> {
  * Yields the parts of a multipart body one at a time. A part's body streams while the consumer reads
  * it; asking for the next part first discards the rest of the current body. Errors are MultipartError:
  * NO_BOUNDARY (invalid boundary), NO_PARTS, BAD_HEADER, HEADER_TOO_LARGE, TOO_MANY_PARTS, and
- * MISSING_CLOSE (also delivered to the body stream of the part in flight).
+ * MISSING_CLOSE (also delivered to the body stream of the part in flight). An error of the source
+ * itself is passed through unchanged, the same way.
  */
 export async function* parseMultipart(
   body: AsyncIterable<Uint8Array> | Readable,

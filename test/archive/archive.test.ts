@@ -30,7 +30,7 @@ function newIds(): Ids {
 }
 
 function instance(ids: Ids, extra: WriteElement[] = [], opts: { omit?: string[]; pixelBytes?: number; patientId?: string } = {}): Buffer {
-  const els: WriteElement[] = [
+  const all: WriteElement[] = [
     { tag: '00080005', vr: 'CS', value: 'ISO_IR 100' },
     { tag: '00080016', vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' },
     { tag: '00080018', vr: 'UI', value: ids.sop },
@@ -45,7 +45,8 @@ function instance(ids: Ids, extra: WriteElement[] = [], opts: { omit?: string[];
     { tag: '00280100', vr: 'US', value: [16] },
     { tag: '7FE00010', vr: 'OW', value: Buffer.alloc(opts.pixelBytes ?? 2, 7) },
     ...extra,
-  ].filter((e) => !(opts.omit ?? []).includes(e.tag));
+  ];
+  const els = all.filter((e) => !(opts.omit ?? []).includes(e.tag));
   return writePart10({ dataset: els, transferSyntaxUid: '1.2.840.10008.1.2.1', sopClassUid: '1.2.840.10008.5.1.4.1.1.7', sopInstanceUid: ids.sop });
 }
 

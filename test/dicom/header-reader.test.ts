@@ -57,7 +57,7 @@ function sampleDataset(): WriteElement[] {
     { tag: '00186020', vr: 'SL', value: [-70000] },
     { tag: '00189087', vr: 'FD', value: [1000.25] },
     { tag: '00181320', vr: 'FL', value: [1.5] },
-    { tag: '00281201', vr: 'OW', value: Buffer.from([1, 0, 2, 0]) },
+    { tag: '00281201', vr: 'OW', value: [1, 2] },
     {
       tag: '00081115', vr: 'SQ', undefinedLength: true, value: [
         [

@@ -574,7 +574,7 @@ export async function generateCorpus(): Promise<Corpus> {
     const src = path.join(dir, 'jpeg-src.dcm');
     const out = path.join(dir, 'jpeg-out.dcm');
     await writeFile(src, native);
-    await run('dcmcjpeg', ['+eb', src, out]);
+    await run('dcmcjpeg', ['+eb', '+un', src, out]);
     const jpeg = await readFile(out);
     await rm(src);
     await rm(out);
@@ -595,7 +595,7 @@ export async function generateCorpus(): Promise<Corpus> {
     const mfIn = path.join(dir, 'jpeg-mf-src.dcm');
     const mfOut = path.join(dir, 'jpeg-mf-out.dcm');
     await writeFile(mfIn, mfSrc);
-    await run('dcmcjpeg', ['+eb', mfIn, mfOut]);
+    await run('dcmcjpeg', ['+eb', '+un', mfIn, mfOut]);
     const mf = readEncapsulatedItems(await readFile(mfOut));
     await rm(mfIn);
     await rm(mfOut);

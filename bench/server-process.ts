@@ -1,0 +1,174 @@
+// Starts bench/server.ts as a child process in a fresh temporary directory, reads its URL, reads its
+// memory from /proc, and stops it (SIGTERM, then SIGKILL) — also when the bench itself fails.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO_ROOT = path.resolve(HERE, '..');
+const SERVER_SCRIPT = path.join(HERE, 'server.ts');
+
+export interface ServerOptions {
+  /** PACS_* settings on top of the bench defaults. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Write a V8 CPU profile of the server into this directory when it stops. */
+  readonly cpuProfDir?: string;
+  /** The child stops by itself after this long, whatever happens to the bench. */
+  readonly maxSeconds: number;
+  readonly startTimeoutMs?: number;
+}
+
+export interface Memory {
+  /** VmHWM: peak resident set size, in bytes. */
+  readonly peakRss: number;
+  /** VmRSS: resident set size now, in bytes. */
+  readonly rss: number;
+}
+
+export interface ServerProcess {
+  readonly url: string;
+  readonly pid: number;
+  /** The temporary directory holding the database and blobs. */
+  readonly dir: string;
+  memory(): Memory;
+  /** Stops the server and deletes its directory; safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+/** The stop() of every server started and not yet stopped, so that a failing bench can stop them all. */
+const running = new Set<() => Promise<void>>();
+
+export async function stopAllServers(): Promise<void> {
+  await Promise.allSettled([...running].map((stop) => stop()));
+}
+
+function benchEnv(extra: Readonly<Record<string, string>>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    // A developer's own PACS_* settings must not change what is measured
+    if (!k.startsWith('PACS_')) env[k] = v;
+  }
+  return {
+    ...env,
+    TSX_TSCONFIG_PATH: path.join(REPO_ROOT, 'tsconfig.json'),
+    PACS_SERVER__HTTP_PORT: '0',
+    PACS_SERVER__HTTP_HOST: '127.0.0.1',
+    PACS_SERVER__DICOM_PORT: '0',
+    PACS_STORAGE__GC_INTERVAL_SECS: '0',
+    ...extra,
+  };
+}
+
+export function readMemory(pid: number): Memory {
+  const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+  const kib = (key: string): number => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
+    if (!m?.[1]) throw new Error(`/proc/${pid}/status has no ${key}`);
+    return Number(m[1]) * 1024;
+  };
+  return { peakRss: kib('VmHWM'), rss: kib('VmRSS') };
+}
+
+function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.off('exit', onExit);
+      resolve(false);
+    }, ms);
+    const onExit = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    child.once('exit', onExit);
+  });
+}
+
+export async function startServerProcess(options: ServerOptions): Promise<ServerProcess> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pacsnode-bench-'));
+  // An absolute loader URL: the child's cwd (the temporary directory) has no node_modules
+  const tsx = import.meta.resolve('tsx');
+  const nodeArgs = ['--import', tsx];
+  if (options.cpuProfDir !== undefined) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', options.cpuProfDir);
+  const child = spawn(process.execPath, [...nodeArgs, SERVER_SCRIPT, '--max-seconds', String(Math.ceil(options.maxSeconds))], {
+    cwd: dir,
+    env: benchEnv(options.env ?? {}),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  // Keep the tail of the server's log for the error message if it dies
+  const stderrTail: string[] = [];
+  child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+    stderrTail.push(text);
+    while (stderrTail.length > 40) stderrTail.shift();
+  });
+  const tail = (): string => stderrTail.join('').split('\n').slice(-20).join('\n');
+
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopped ??= (async () => {
+      running.delete(stop);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        if (!(await waitForExit(child, 15_000))) {
+          child.kill('SIGKILL');
+          await waitForExit(child, 5_000);
+        }
+      }
+      child.stdin?.destroy();
+      await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+    })();
+    return stopped;
+  };
+
+  running.add(stop);
+
+  try {
+    const line = await firstLine(child, options.startTimeoutMs ?? 60_000, tail);
+    const hello = JSON.parse(line) as { url?: unknown; pid?: unknown };
+    if (typeof hello.url !== 'string' || hello.pid !== child.pid) throw new Error(`unexpected first line from the server: ${line}`);
+    const pid = hello.pid;
+    return { url: hello.url, pid, dir, memory: () => readMemory(pid), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+function firstLine(child: ChildProcess, timeoutMs: number, tail: () => string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.off('exit', onExit);
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`the server did not start within ${timeoutMs} ms\n${tail()}`));
+    }, timeoutMs);
+    const onData = (text: string): void => {
+      buffered += text;
+      const nl = buffered.indexOf('\n');
+      if (nl >= 0) {
+        cleanup();
+        resolve(buffered.slice(0, nl));
+      }
+    };
+    const onExit = (code: number | null, signal: string | null): void => {
+      cleanup();
+      reject(new Error(`the server exited (${signal ?? code}) before it was listening\n${tail()}`));
+    };
+    child.stdout?.setEncoding('utf8').on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+/** The newest .cpuprofile in a directory (written by the child when it exits). */
+export async function newestCpuProfile(dir: string): Promise<string | undefined> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).sort();
+  const last = files[files.length - 1];
+  return last === undefined ? undefined : path.join(dir, last);
+}
