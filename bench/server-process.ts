@@ -34,6 +34,8 @@ export interface ServerProcess {
   /** The temporary directory holding the database and blobs. */
   readonly dir: string;
   memory(): Memory;
+  /** CPU time the server has used so far (user + system, all threads), in seconds. */
+  cpuSeconds(): number;
   /** Stops the server and deletes its directory; safe to call more than once. */
   stop(): Promise<void>;
 }
@@ -70,6 +72,16 @@ export function readMemory(pid: number): Memory {
     return Number(m[1]) * 1024;
   };
   return { peakRss: kib('VmHWM'), rss: kib('VmRSS') };
+}
+
+/** USER_HZ: the unit of /proc/<pid>/stat times, 100 on every Linux architecture Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+export function readCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  // Fields after the parenthesised command name (which may itself hold spaces): utime is field 14
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
 }
 
 function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
@@ -128,9 +140,9 @@ export async function startServerProcess(options: ServerOptions): Promise<Server
   try {
     const line = await firstLine(child, options.startTimeoutMs ?? 60_000, tail);
     const hello = JSON.parse(line) as { url?: unknown; pid?: unknown };
-    if (typeof hello.url !== 'string' || hello.pid !== child.pid) throw new Error(`unexpected first line from the server: ${line}`);
-    const pid = hello.pid;
-    return { url: hello.url, pid, dir, memory: () => readMemory(pid), stop };
+    const pid = child.pid;
+    if (typeof hello.url !== 'string' || pid === undefined || hello.pid !== pid) throw new Error(`unexpected first line from the server: ${line}`);
+    return { url: hello.url, pid, dir, memory: () => readMemory(pid), cpuSeconds: () => readCpuSeconds(pid), stop };
   } catch (err) {
     await stop();
     throw err;
@@ -166,9 +178,13 @@ function firstLine(child: ChildProcess, timeoutMs: number, tail: () => string): 
   });
 }
 
-/** The newest .cpuprofile in a directory (written by the child when it exits). */
-export async function newestCpuProfile(dir: string): Promise<string | undefined> {
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).sort();
+/**
+ * The main thread's .cpuprofile in a directory (written by the child when it exits). --cpu-prof
+ * also profiles worker threads — tsx's module loader runs in one — named
+ * CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile; the main thread is thread 0.
+ */
+export async function mainThreadCpuProfile(dir: string): Promise<string | undefined> {
+  const files = (await readdir(dir)).filter((f) => /^CPU\.\d+\.\d+\.\d+\.0\.\d+\.cpuprofile$/.test(f)).sort();
   const last = files[files.length - 1];
   return last === undefined ? undefined : path.join(dir, last);
 }

@@ -8,8 +8,6 @@ import { generateUid } from '../../src/dicom/uids.js';
 
 export interface StowOptions {
   readonly baseUrl: string;
-  readonly instances: number;
-  readonly batchSize: number;
   readonly concurrency: number;
   readonly deadline: number;
   readonly requestTimeoutMs: number;
@@ -19,6 +17,8 @@ export interface StoredStudy {
   readonly studyUid: string;
   readonly seriesUid: string;
   readonly sopInstanceUids: readonly string[];
+  /** Part-10 bytes of each instance as sent, in the order of sopInstanceUids. */
+  readonly instanceBytes: readonly number[];
   /** Part-10 bytes of the study as sent. */
   readonly bytes: number;
 }
@@ -53,13 +53,18 @@ function ctStudy(index: number, size: number, pixels: Buffer): EncodedInstance[]
   return Array.from({ length: size }, (_, i) => encodeInstance({ study, series, instanceNumber: i + 1, rows: ROWS, columns: COLUMNS, pixels }));
 }
 
-export async function runStow(o: StowOptions): Promise<{ figures: StowFigures; studies: StoredStudy[] }> {
-  const batches = Math.ceil(o.instances / o.batchSize);
+/** The request bodies, encoded before the clock starts (the load generator shares the machine). */
+export function prepareStow(instances: number, batchSize: number): EncodedInstance[][] {
+  const batches = Math.ceil(instances / batchSize);
   // A few pixel buffers so that consecutive instances are not byte-identical
   const pixelSets = [1, 2, 3, 4].map((seed) => ctPixels(ROWS, COLUMNS, seed));
-  const bodies = Array.from({ length: batches }, (_, b) =>
-    ctStudy(b, Math.min(o.batchSize, o.instances - b * o.batchSize), pixelSets[b % pixelSets.length] as Buffer),
+  return Array.from({ length: batches }, (_, b) =>
+    ctStudy(b, Math.min(batchSize, instances - b * batchSize), pixelSets[b % pixelSets.length] as Buffer),
   );
+}
+
+export async function runStow(o: StowOptions, bodies: readonly EncodedInstance[][]): Promise<{ figures: StowFigures; studies: StoredStudy[] }> {
+  const batches = bodies.length;
   const agent = keepAliveAgent(o.concurrency);
   const batchMs: number[] = [];
   let bytes = 0;
@@ -80,6 +85,7 @@ export async function runStow(o: StowOptions): Promise<{ figures: StowFigures; s
     studyUid: instances[0]?.studyUid ?? '',
     seriesUid: instances[0]?.seriesUid ?? '',
     sopInstanceUids: instances.map((i) => i.sopInstanceUid),
+    instanceBytes: instances.map((i) => i.bytes),
     bytes: instances.reduce((n, i) => n + i.bytes, 0),
   }));
   return {

@@ -34,7 +34,7 @@ async function measure(
   o: WadoOptions,
   label: string,
   tasks: number,
-  target: (i: number) => { url: string; accept: string; minBytes: number },
+  target: (i: number) => { url: string; accept: string; minBytes: number; exactBytes?: number },
 ): Promise<ThroughputFigures> {
   const agent = keepAliveAgent(o.concurrency);
   const ms: number[] = [];
@@ -45,6 +45,7 @@ async function measure(
       const t = target(i);
       const res = await request(t.url, { agent, headers: { accept: t.accept }, timeoutMs: o.requestTimeoutMs });
       if (res.status !== 200) throw new Error(`${label}: ${t.url} answered ${res.status}`);
+      if (t.exactBytes !== undefined && res.bytes !== t.exactBytes) throw new Error(`${label}: ${t.url} sent ${res.bytes} bytes, not the ${t.exactBytes} stored`);
       if (res.bytes < t.minBytes) throw new Error(`${label}: ${t.url} sent ${res.bytes} bytes, expected at least ${t.minBytes}`);
       ms.push(res.ms);
       bytes += res.bytes;
@@ -62,12 +63,11 @@ export async function runWado(o: WadoOptions): Promise<WadoFigures> {
     const s = o.studies[i] as StoredStudy;
     return { url: `${o.baseUrl}/studies/${s.studyUid}`, accept: MULTIPART_DICOM, minBytes: s.bytes };
   });
-  const all = o.studies.flatMap((s) => s.sopInstanceUids.map((sop) => ({ s, sop })));
-  const perInstance = Math.floor((o.studies[0] as StoredStudy).bytes / (o.studies[0] as StoredStudy).sopInstanceUids.length);
+  const all = o.studies.flatMap((s) => s.sopInstanceUids.map((sop, i) => ({ s, sop, bytes: s.instanceBytes[i] ?? 0 })));
   const instance = await measure(o, 'WADO-RS instance', o.singleInstances, (i) => {
     // Spread over every stored study, not one hot file
-    const { s, sop } = all[(i * 7919) % all.length] as { s: StoredStudy; sop: string };
-    return { url: `${o.baseUrl}/studies/${s.studyUid}/series/${s.seriesUid}/instances/${sop}`, accept: 'application/dicom', minBytes: perInstance };
+    const { s, sop, bytes } = all[(i * 7919) % all.length] as { s: StoredStudy; sop: string; bytes: number };
+    return { url: `${o.baseUrl}/studies/${s.studyUid}/series/${s.seriesUid}/instances/${sop}`, accept: 'application/dicom', minBytes: bytes, exactBytes: bytes };
   });
   return { study, instance };
 }

@@ -6,7 +6,7 @@ import type { BlobStore } from '../storage/blobs.js';
 import type { ChangeRow, InstanceRow, InstanceScope, MetadataStore, RemoveResult, StoreStatistics } from '../storage/metadata.js';
 import { ALLOW_ALL, authorize, type AccessPolicy } from './access/policy.js';
 import type { ArchiveSettings, CallContext, Logger } from './context.js';
-import { ArchiveError } from './errors.js';
+import { ArchiveError, toArchiveError } from './errors.js';
 import { createEventBus, type EventBus } from './events.js';
 import { errorMessage, ingestInstance, type IngestInput } from './ingest/ingest.js';
 import type { IngestOutcome } from './ingest/outcome.js';
@@ -91,7 +91,7 @@ export function createArchive(deps: ArchiveDeps): Archive {
     return { row, header };
   };
 
-  return {
+  const archive: Archive = {
     settings,
     events,
     async ingest(ctx, input) {
@@ -165,4 +165,22 @@ export function createArchive(deps: ArchiveDeps): Archive {
       return { ok: database === 'ok' && storage === 'ok', database, storage };
     },
   };
+  return guardArchive(archive);
+}
+
+/** Every call converts lower-layer errors (storage, DICOM parsing) into ArchiveErrors. */
+function guardArchive(archive: Archive): Archive {
+  const guarded = { ...archive } as Record<string, unknown>;
+  for (const [name, value] of Object.entries(archive)) {
+    if (typeof value !== 'function') continue;
+    const fn = value as (...args: unknown[]) => Promise<unknown>;
+    guarded[name] = async (...args: unknown[]): Promise<unknown> => {
+      try {
+        return await fn(...args);
+      } catch (err) {
+        throw toArchiveError(err);
+      }
+    };
+  }
+  return guarded as unknown as Archive;
 }

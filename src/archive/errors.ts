@@ -1,3 +1,6 @@
+import { DicomQueryError } from '../dicom/errors.js';
+import { StorageError } from '../storage/errors.js';
+
 /**
  * The core's typed errors. Codes are stable (docs/errors.md); edges map them once
  * (http/errors.ts -> HTTP status, dimse/message/status.ts -> DIMSE status). No HTTP or DIMSE numbers here.
@@ -33,4 +36,15 @@ export class ArchiveError extends Error {
 
 export function isArchiveError(e: unknown): e is ArchiveError {
   return e instanceof ArchiveError;
+}
+
+/**
+ * Errors from the layers below (storage adapters, DICOM query parsing) become ArchiveErrors at the
+ * archive boundary, so each edge maps one error type.
+ */
+export function toArchiveError(err: unknown): unknown {
+  if (err instanceof ArchiveError) return err;
+  if (err instanceof StorageError) return new ArchiveError(err.code, err.message, err.details);
+  if (err instanceof DicomQueryError) return new ArchiveError('INVALID_QUERY', err.message, { key: err.key });
+  return err;
 }

@@ -1,10 +1,11 @@
 /**
  * Streaming Part-10 header reader: File Meta and the dataset up to Pixel Data, as DICOM JSON.
  *
- * The parser is one generator that asks for bytes ("read n", "skip n", "peek n"); two small drivers
- * feed it, one from an async chunk source and one from a buffer, so both paths share every rule.
- * Bulk values are skipped by count (their chunks dropped), so memory stays bounded by the
- * retained header, whatever the size of the instance.
+ * The parser is one generator reading from a queue of received chunks. It reads synchronously while
+ * the queue holds enough bytes and yields only to ask for more input, so the per-element cost stays
+ * that of a plain function; two small drivers feed it, one from an async chunk source and one from
+ * a buffer, so both paths share every rule. Bulk values are skipped by count (their chunks
+ * dropped), so memory stays bounded by the retained header, whatever the size of the instance.
  */
 import { constants as zlibConstants, createInflateRaw, inflateRawSync, type InflateRaw } from 'node:zlib';
 import { resolveCharacterSet, parseSpecificCharacterSet, type CharsetDecoder } from './charset.js';
@@ -74,16 +75,12 @@ const MAX_DEPTH = 64;
 const EMPTY = new Uint8Array(0);
 
 // ---------------------------------------------------------------------------------------------
-// Requests between parser and drivers
+// Parser primitives
 
-type Request =
-  | { t: 'read'; n: number }
-  | { t: 'peek'; n: number }
-  | { t: 'skip'; n: number }
-  | { t: 'inflate' };
+/** What the parser asks of its driver: one more chunk in `ctx.q`, or to switch `ctx.q` to the inflated stream. */
+type Request = 'more' | 'inflate';
 
-/** Every request is answered with bytes: read = exactly n, peek = up to n (0 at the end), else empty. */
-type Parser<T> = Generator<Request, T, Uint8Array>;
+type Parser<T> = Generator<Request, T, void>;
 
 interface Encoding {
   explicit: boolean;
@@ -92,8 +89,11 @@ interface Encoding {
 
 const EXPLICIT_LE: Encoding = { explicit: true, le: true };
 const IMPLICIT_LE: Encoding = { explicit: false, le: true };
+/** Item and delimiter headers have no VR in any encoding; indexed by little-endianness. */
+const IMPLICIT: readonly [Encoding, Encoding] = [{ explicit: false, le: false }, IMPLICIT_LE];
 
 interface Context {
+  q: ChunkQueue;
   pos: number;
   retained: number;
   maxHeaderBytes: number;
@@ -104,23 +104,51 @@ interface Context {
   pixelData?: PixelDataRef;
 }
 
-function* read(ctx: Context, n: number): Parser<Uint8Array> {
+function checkRetained(ctx: Context, n: number): void {
   if (ctx.retained + n > ctx.maxHeaderBytes) {
     throw new HeaderError('HEADER_TOO_LARGE', `header exceeds ${ctx.maxHeaderBytes} bytes`);
   }
-  const bytes = yield { t: 'read', n };
+}
+
+/** n bytes if the queue holds them (the common case, no generator involved), else undefined. */
+function tryRead(ctx: Context, n: number): Uint8Array | undefined {
+  if (ctx.q.available < n) return undefined;
+  checkRetained(ctx, n);
   ctx.pos += n;
   ctx.retained += n;
-  return bytes;
+  return ctx.q.take(n);
 }
 
+function* read(ctx: Context, n: number): Parser<Uint8Array> {
+  checkRetained(ctx, n); // before waiting for input that would only be refused
+  for (;;) {
+    const b = tryRead(ctx, n);
+    if (b !== undefined) return b;
+    if (ctx.q.ended) throw truncated();
+    yield 'more';
+  }
+}
+
+/** Drops n bytes as they arrive: a skipped value is never held. */
 function* skip(ctx: Context, n: number): Parser<void> {
-  if (n > 0) yield { t: 'skip', n };
+  let left = n;
+  for (;;) {
+    left -= ctx.q.drop(left);
+    if (left === 0) break;
+    if (ctx.q.ended) throw truncated();
+    yield 'more';
+  }
   ctx.pos += n;
 }
 
-function* peek(n: number): Parser<Uint8Array> {
-  return yield { t: 'peek', n };
+/** Up to n bytes without consuming them; fewer only at the end of input. */
+function* peek(ctx: Context, n: number): Parser<Uint8Array> {
+  while (ctx.q.available < n && !ctx.q.ended) yield 'more';
+  return ctx.q.peek(n);
+}
+
+function truncated(): HeaderError {
+  return new HeaderError('TRUNCATED', 'input ended inside the header');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -142,8 +170,20 @@ function isVr(s: string): s is VR {
   return VRS.has(s);
 }
 
+const HEX2: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).toUpperCase().padStart(2, '0'));
+
 function hexTag(group: number, element: number): string {
-  return (((group << 16) | element) >>> 0).toString(16).toUpperCase().padStart(8, '0');
+  return (HEX2[group >> 8] as string) + (HEX2[group & 0xff] as string) + (HEX2[element >> 8] as string) + (HEX2[element & 0xff] as string);
+}
+
+function u16(b: Uint8Array, i: number, le: boolean): number {
+  return le ? (b[i] as number) | ((b[i + 1] as number) << 8) : ((b[i] as number) << 8) | (b[i + 1] as number);
+}
+
+function u32(b: Uint8Array, i: number, le: boolean): number {
+  return le
+    ? ((b[i] as number) | ((b[i + 1] as number) << 8) | ((b[i + 2] as number) << 16)) + (b[i + 3] as number) * 0x1000000
+    : (b[i] as number) * 0x1000000 + (((b[i + 1] as number) << 16) | ((b[i + 2] as number) << 8) | (b[i + 3] as number));
 }
 
 function view(b: Uint8Array): DataView {
@@ -158,24 +198,36 @@ interface ElementHeader {
   length: number;
 }
 
-function* readElementHeader(ctx: Context, enc: Encoding): Parser<ElementHeader> {
-  const h = yield* read(ctx, 8);
-  const dv = view(h);
-  const group = dv.getUint16(0, enc.le);
-  const element = dv.getUint16(2, enc.le);
-  if (group === 0xfffe || !enc.explicit) return { group, element, vr: undefined, length: dv.getUint32(4, enc.le) };
+/** Interprets the first 8 bytes of an element; `long` = 4 more bytes hold the length. */
+function parseHeader8(ctx: Context, h: Uint8Array, enc: Encoding): { header: ElementHeader; long: boolean } {
+  const group = u16(h, 0, enc.le);
+  const element = u16(h, 2, enc.le);
+  if (group === 0xfffe || !enc.explicit) return { header: { group, element, vr: undefined, length: u32(h, 4, enc.le) }, long: false };
   const vr = String.fromCharCode(h[4] as number, h[5] as number);
   if (!isVr(vr)) {
     // Some writers fall back to implicit VR for single elements of an explicit-VR dataset;
     // reading the 4 bytes as a length is what makes such files readable at all.
     if (/^[A-Z]{2}$/.test(vr)) throw new HeaderError('MALFORMED', `unknown VR ${vr} at offset ${ctx.pos - 8}`);
-    return { group, element, vr: undefined, length: dv.getUint32(4, enc.le) };
+    return { header: { group, element, vr: undefined, length: u32(h, 4, enc.le) }, long: false };
   }
-  if (LONG_LENGTH_VRS.has(vr)) {
-    const l = yield* read(ctx, 4);
-    return { group, element, vr, length: view(l).getUint32(0, enc.le) };
-  }
-  return { group, element, vr, length: dv.getUint16(6, enc.le) };
+  if (LONG_LENGTH_VRS.has(vr)) return { header: { group, element, vr, length: 0 }, long: true };
+  return { header: { group, element, vr, length: u16(h, 6, enc.le) }, long: false };
+}
+
+/** The element header if the queue holds all of it, else undefined (nothing consumed). */
+function tryElementHeader(ctx: Context, enc: Encoding): ElementHeader | undefined {
+  if (ctx.q.available < 12) return undefined;
+  const { header, long } = parseHeader8(ctx, tryRead(ctx, 8) as Uint8Array, enc);
+  if (long) header.length = u32(tryRead(ctx, 4) as Uint8Array, 0, enc.le);
+  return header;
+}
+
+function* readElementHeader(ctx: Context, enc: Encoding): Parser<ElementHeader> {
+  const fast = tryElementHeader(ctx, enc);
+  if (fast !== undefined) return fast;
+  const { header, long } = parseHeader8(ctx, yield* read(ctx, 8), enc);
+  if (long) header.length = u32(yield* read(ctx, 4), 0, enc.le);
+  return header;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,26 +261,37 @@ function textValues(vr: VR, text: string, ctx: Context, path: string): DicomJson
     const s = vr === 'UR' ? text.trim() : text.replace(/ +$/, '');
     return s === '' ? undefined : [s];
   }
+  if (!text.includes('\\')) {
+    const v = oneValue(vr, text.trim());
+    if (v === INVALID) {
+      ctx.droppedValues.push(path);
+      return undefined;
+    }
+    return v === null ? undefined : [v];
+  }
   const parts = text.split('\\');
   const values: DicomJsonValue[] = new Array<DicomJsonValue>(parts.length);
   let any = false;
   for (let i = 0; i < parts.length; i++) {
-    const p = (parts[i] as string).trim();
-    if (p === '') {
-      values[i] = null;
-      continue;
+    const v = oneValue(vr, (parts[i] as string).trim());
+    if (v === INVALID) {
+      ctx.droppedValues.push(path);
+      return undefined;
     }
-    any = true;
-    if (vr === 'PN') values[i] = personName(p);
-    else if (vr === 'IS' || vr === 'DS') {
-      if (!(vr === 'IS' ? IS_RE : DS_RE).test(p)) {
-        ctx.droppedValues.push(path);
-        return undefined;
-      }
-      values[i] = Number(p);
-    } else values[i] = p;
+    if (v !== null) any = true;
+    values[i] = v;
   }
   return any ? values : undefined;
+}
+
+const INVALID = Symbol('invalid');
+
+function oneValue(vr: VR, p: string): DicomJsonValue | typeof INVALID {
+  if (p === '') return null;
+  if (vr === 'PN') return personName(p);
+  if (vr === 'IS') return IS_RE.test(p) ? Number(p) : INVALID;
+  if (vr === 'DS') return DS_RE.test(p) ? Number(p) : INVALID;
+  return p;
 }
 
 function numericValues(vr: VR, b: Uint8Array, le: boolean): DicomJsonValue[] {
@@ -292,7 +355,7 @@ function isPixelDataTag(group: number, element: number): boolean {
 
 function* skipFragments(ctx: Context, enc: Encoding): Parser<void> {
   for (;;) {
-    const h = yield* readElementHeader(ctx, { explicit: false, le: enc.le });
+    const h = tryElementHeader(ctx, IMPLICIT[enc.le ? 1 : 0]) ?? (yield* readElementHeader(ctx, IMPLICIT[enc.le ? 1 : 0]));
     if (h.group === 0xfffe && h.element === 0xe0dd) return;
     if (h.group !== 0xfffe || h.element !== 0xe000 || h.length === UNDEFINED_LENGTH) {
       throw new HeaderError('MALFORMED', `expected a fragment item at offset ${ctx.pos - 8}`);
@@ -310,7 +373,8 @@ function* readSequence(ctx: Context, enc: Encoding, length: number, depth: numbe
       if (ctx.pos > end) throw new HeaderError('MALFORMED', `sequence item overruns its sequence at ${path}`);
       break;
     }
-    const h = yield* readElementHeader(ctx, { explicit: false, le: enc.le });
+    const itemEnc = IMPLICIT[enc.le ? 1 : 0];
+    const h = tryElementHeader(ctx, itemEnc) ?? (yield* readElementHeader(ctx, itemEnc));
     if (h.group === 0xfffe && h.element === 0xe0dd) {
       if (end === undefined) break;
       continue;
@@ -342,9 +406,9 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
         break;
       }
     } else if (depth === 0) {
-      if ((yield* peek(1)).length === 0) break;
+      if (ctx.q.available === 0 && (yield* peek(ctx, 1)).length === 0) break;
     }
-    const h = yield* readElementHeader(ctx, enc);
+    const h = tryElementHeader(ctx, enc) ?? (yield* readElementHeader(ctx, enc));
     if (h.group === 0xfffe) {
       if (h.element === 0xe00d && depth > 0 && end === undefined) break;
       // stray delimiters (seen after padding at top level, or in defined-length items) carry no data
@@ -396,11 +460,11 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
       } else if (h.length === 0) {
         ds[tag] = { vr };
       } else {
-        ds[tag] = { vr, InlineBinary: inlineBinary(vr, yield* read(ctx, h.length), enc.le) };
+        ds[tag] = { vr, InlineBinary: inlineBinary(vr, tryRead(ctx, h.length) ?? (yield* read(ctx, h.length)), enc.le) };
       }
       continue;
     }
-    const bytes = h.length === 0 ? EMPTY : yield* read(ctx, h.length);
+    const bytes = h.length === 0 ? EMPTY : (tryRead(ctx, h.length) ?? (yield* read(ctx, h.length)));
     const el: DicomJsonElement = { vr };
     let values: DicomJsonValue[] | undefined;
     switch (vr) {
@@ -424,7 +488,7 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
 }
 
 function* readMeta(ctx: Context): Parser<{ meta: DicomJsonDataset; transferSyntaxUid: string }> {
-  const pre = yield* peek(132);
+  const pre = yield* peek(ctx, 132);
   if (pre.length < 132 || pre[128] !== 0x44 || pre[129] !== 0x49 || pre[130] !== 0x43 || pre[131] !== 0x4d) {
     throw new HeaderError('NOT_PART10', 'no DICM prefix at offset 128');
   }
@@ -434,7 +498,7 @@ function* readMeta(ctx: Context): Parser<{ meta: DicomJsonDataset; transferSynta
   let metaEnd: number | undefined;
   let tsUid: string | undefined;
   for (;;) {
-    const next = yield* peek(2);
+    const next = yield* peek(ctx, 2);
     if (next.length < 2) break;
     const group = (next[0] as number) | ((next[1] as number) << 8);
     if (group !== 0x0002) break;
@@ -472,7 +536,7 @@ function* parsePart10(ctx: Context): Parser<ParsedHeader> {
   // unknown syntaxes are nearly always new compressions, which all use Explicit VR LE
   const enc: Encoding = ts === undefined ? EXPLICIT_LE : { explicit: ts.explicitVr, le: ts.littleEndian };
   const deflated = ts?.deflated === true;
-  if (deflated) yield { t: 'inflate' };
+  if (deflated) yield 'inflate';
   const cs = resolveCharacterSet([], ctx.defaultCharacterSet);
   const dataset = yield* readDataset(ctx, enc, undefined, 0, '', cs);
   const result: ParsedHeader = {
@@ -489,8 +553,9 @@ function* parsePart10(ctx: Context): Parser<ParsedHeader> {
   return result;
 }
 
-function newContext(options: HeaderReadOptions): Context {
+function newContext(options: HeaderReadOptions, q: ChunkQueue): Context {
   return {
+    q,
     pos: 0,
     retained: 0,
     maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
@@ -513,7 +578,8 @@ class ChunkQueue {
 
   push(c: Uint8Array): void {
     if (c.length === 0) return;
-    this.chunks.push(c);
+    // plain views: Buffer#subarray builds a Buffer each time, measurably slower per element
+    this.chunks.push(Buffer.isBuffer(c) ? new Uint8Array(c.buffer, c.byteOffset, c.length) : c);
     this.available += c.length;
   }
 
@@ -569,33 +635,6 @@ class ChunkQueue {
   }
 }
 
-function truncated(): HeaderError {
-  return new HeaderError('TRUNCATED', 'input ended inside the header');
-}
-
-/**
- * Answers a request from the queue if it can. `undefined` = more input is needed first.
- * A skip is answered piecemeal (dropping what is there), so skipped values are never held.
- */
-function serve(q: ChunkQueue, req: Request): Uint8Array | undefined {
-  switch (req.t) {
-    case 'read':
-      if (q.available >= req.n) return q.take(req.n);
-      if (q.ended) throw truncated();
-      return undefined;
-    case 'peek':
-      if (q.available >= req.n || q.ended) return q.peek(req.n);
-      return undefined;
-    case 'skip':
-      req.n -= q.drop(req.n);
-      if (req.n === 0) return EMPTY;
-      if (q.ended) throw truncated();
-      return undefined;
-    case 'inflate':
-      return EMPTY; // handled by the drivers
-  }
-}
-
 function concat(chunks: Uint8Array[]): Uint8Array {
   if (chunks.length === 1) return chunks[0] as Uint8Array;
   return Buffer.concat(chunks);
@@ -603,31 +642,25 @@ function concat(chunks: Uint8Array[]): Uint8Array {
 
 /** Parses a whole Part-10 file held in memory (tests, small inputs). */
 export function readPart10HeaderFromBuffer(buf: Uint8Array, options: HeaderReadOptions): ParsedHeader {
-  let q = new ChunkQueue();
+  const q = new ChunkQueue();
   q.push(buf);
   q.ended = true;
-  const parser = parsePart10(newContext(options));
-  let answer: Uint8Array = EMPTY;
+  const ctx = newContext(options, q);
+  const parser = parsePart10(ctx);
   for (;;) {
-    const step = parser.next(answer);
+    const step = parser.next();
     if (step.done === true) return step.value;
-    const req = step.value;
-    if (req.t === 'inflate') {
-      const compressed = concat(q.rest());
-      q = new ChunkQueue();
-      try {
-        // SYNC_FLUSH: a truncated stream yields what it has, and the parser reports TRUNCATED
-        q.push(inflateRawSync(compressed, { finishFlush: zlibConstants.Z_SYNC_FLUSH }));
-      } catch (err) {
-        throw new HeaderError('MALFORMED', `deflated dataset: ${(err as Error).message}`);
-      }
-      q.ended = true;
-      answer = EMPTY;
-      continue;
+    if (step.value === 'more') throw truncated(); // unreachable: the parser checks `ended` first
+    const compressed = concat(ctx.q.rest());
+    const iq = new ChunkQueue();
+    try {
+      // SYNC_FLUSH: a truncated stream yields what it has, and the parser reports TRUNCATED
+      iq.push(inflateRawSync(compressed, { finishFlush: zlibConstants.Z_SYNC_FLUSH }));
+    } catch (err) {
+      throw new HeaderError('MALFORMED', `deflated dataset: ${(err as Error).message}`);
     }
-    const a = serve(q, req);
-    if (a === undefined) throw truncated(); // unreachable: the queue has ended
-    answer = a;
+    iq.ended = true;
+    ctx.q = iq;
   }
 }
 
@@ -701,6 +734,7 @@ class PullInflater {
  * (e.g. the rest of the bytes go to the blob store).
  */
 export async function readPart10Header(source: AsyncIterable<Uint8Array>, options: HeaderReadOptions): Promise<ParsedHeader> {
+  // next() by hand, never for-await: breaking out of for-await would call return() and end the source
   const it = source[Symbol.asyncIterator]();
   let sourceDone = false;
   const pullRaw = async (): Promise<Uint8Array | undefined> => {
@@ -712,48 +746,40 @@ export async function readPart10Header(source: AsyncIterable<Uint8Array>, option
     }
     return r.value;
   };
-  let q = new ChunkQueue();
+  const ctx = newContext(options, new ChunkQueue());
   let pull = async (): Promise<void> => {
     const c = await pullRaw();
-    if (c === undefined) q.ended = true;
-    else q.push(c);
+    if (c === undefined) ctx.q.ended = true;
+    else ctx.q.push(c);
   };
   let inflater: PullInflater | undefined;
-  const parser = parsePart10(newContext(options));
-  let answer: Uint8Array = EMPTY;
+  const parser = parsePart10(ctx);
   try {
     for (;;) {
-      const step = parser.next(answer);
+      const step = parser.next();
       if (step.done === true) return step.value;
-      const req = step.value;
-      if (req.t === 'inflate') {
-        const pending = q.rest();
-        const iq = new ChunkQueue();
-        const infl = new PullInflater();
-        inflater = infl;
-        pull = async (): Promise<void> => {
-          for (;;) {
-            const c = pending.shift() ?? (await pullRaw());
-            if (c === undefined) {
-              for (const o of await infl.end()) iq.push(o);
-              iq.ended = true;
-              return;
-            }
-            const outs = await infl.write(c);
-            for (const o of outs) iq.push(o);
-            if (outs.length > 0) return;
-          }
-        };
-        q = iq;
-        answer = EMPTY;
+      if (step.value === 'more') {
+        await pull();
         continue;
       }
-      let a = serve(q, req);
-      while (a === undefined) {
-        await pull();
-        a = serve(q, req);
-      }
-      answer = a;
+      const pending = ctx.q.rest();
+      const iq = new ChunkQueue();
+      const infl = new PullInflater();
+      inflater = infl;
+      pull = async (): Promise<void> => {
+        for (;;) {
+          const c = pending.shift() ?? (await pullRaw());
+          if (c === undefined) {
+            for (const o of await infl.end()) iq.push(o);
+            iq.ended = true;
+            return;
+          }
+          const outs = await infl.write(c);
+          for (const o of outs) iq.push(o);
+          if (outs.length > 0) return;
+        }
+      };
+      ctx.q = iq;
     }
   } finally {
     inflater?.destroy();

@@ -3,7 +3,7 @@
  * key value into the Query model's Constraint, storage/sql compiles it, and matchesConstraint is the
  * in-memory reference of the same semantics (post-filtering, and the oracle of the SQL tests).
  */
-import { ArchiveError } from '../archive/errors.js';
+import { DicomQueryError } from './errors.js';
 import { indexedAttribute } from './indexed.js';
 import { normalizePersonName } from './person-name.js';
 import type { Constraint } from './query-model.js';
@@ -33,14 +33,13 @@ const DT =
 const TM_MAX = '235959.999999';
 const DT_MAX = '99991231235959.999999';
 
-function invalid(key: Tag, message: string): ArchiveError {
-  return new ArchiveError('INVALID_QUERY', `${key}: ${message}`, { key });
+function invalid(key: Tag, message: string): DicomQueryError {
+  return new DicomQueryError(key, `${key}: ${message}`);
 }
 
 /**
- * The local UID check for query keys: 1–64 characters of digits and dots, no empty component.
- * (src/dicom/uid.ts is the archive-wide validator; this stays private so matching has no dependency
- * on how ingest treats leading zeros.)
+ * UID check for query keys (SPEC §3: 1–64 characters of digits and dots, no empty component; leading
+ * zeros accepted). Deliberately local rather than imported from uid.ts, so matching stays self-contained.
  */
 function isQueryUid(s: string): boolean {
   return s.length >= 1 && s.length <= 64 && /^[0-9]+(?:\.[0-9]+)*$/.test(s);
@@ -51,13 +50,13 @@ function isDate(s: string): boolean {
   if (m === null) return false;
   const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
   if (mo < 1 || mo > 12 || d < 1) return false;
-  const days = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][mo - 1] as number;
   return d <= days;
 }
 
 function checkTemporal(key: Tag, vr: 'DA' | 'TM' | 'DT', s: string): void {
-  const ok = vr === 'DA' ? isDate(s) : vr === 'TM' ? TM.test(s) : DT.test(s);
-  if (!ok) {
+  if (!isTemporal(vr, s)) {
     const form = vr === 'DA' ? 'YYYYMMDD' : vr === 'TM' ? 'HH[MM[SS[.FFFFFF]]]' : 'YYYY[MM[DD[HH[MM[SS[.FFFFFF]]]]]][&ZZXX]';
     throw invalid(key, `${JSON.stringify(s)} is not a ${vr} value (${form})`);
   }
@@ -104,7 +103,7 @@ function temporalConstraint(tag: Tag, vr: 'DA' | 'TM' | 'DT', value: string): Co
 
 /**
  * Turns one key value into a Constraint, or null for universal matching (empty value or `*` alone,
- * which matches empty and absent values too, so no constraint at all). Throws ArchiveError
+ * which matches empty and absent values too, so no constraint at all). Throws DicomQueryError
  * INVALID_QUERY naming the key when the value cannot be matched against that VR.
  */
 export function buildConstraint(tag: Tag, vr: VR, rawValue: string, opts: BuildConstraintOptions): Constraint | null {
@@ -133,6 +132,12 @@ export function buildConstraint(tag: Tag, vr: VR, rawValue: string, opts: BuildC
   }
   if (!STRING_VRS.has(vr)) throw invalid(tag, `matching on ${vr} values is not supported`);
   if (hasWildcard) return { kind: 'wildcard', tag, pattern: value };
+  // Multiple value matching (PS3.4 C.2.2.2.8) for code strings, e.g. ModalitiesInStudy=CT\MR.
+  if (vr === 'CS' && value.includes('\\')) {
+    const values = [...new Set(value.split('\\').map((v) => v.trim()).filter((v) => v !== ''))];
+    if (values.length === 0) return null;
+    return values.length === 1 ? { kind: 'single', tag, value: values[0] as string } : { kind: 'list', tag, values };
+  }
   if (vr === 'PN' && opts.fuzzy) return { kind: 'fuzzy', tag, value };
   return { kind: 'single', tag, value };
 }

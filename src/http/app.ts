@@ -4,6 +4,7 @@ import type { Archive } from '../archive/archive.js';
 import type { Config } from '../config/schema.js';
 import { registerHealth } from './api/health.js';
 import { dicomwebRoutes } from './dicomweb/index.js';
+import { PhiSafeLogController } from './request-log.js';
 import { errorHandler, HttpErrorCode, notFoundHandler, sendError } from './errors.js';
 
 export interface HttpAppOptions {
@@ -31,6 +32,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     // STOW bodies are streamed to the archive; limits are enforced there (bodyLimit does not apply to streams).
     bodyLimit: 1024 * 1024,
     routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true },
+    logController: new PhiSafeLogController(),
   });
   app.decorateRequest('principal', null);
   app.setErrorHandler(errorHandler);
@@ -39,21 +41,22 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   // Raw body pass-through: STOW-RS streams request bodies part by part, never buffering them.
   app.addContentTypeParser(['multipart/related', 'application/dicom'], (_request, payload, done) => done(null, payload));
 
-  if (!server.http_remote_access && !opts.authEnabled) {
-    app.addHook('onRequest', async (request, reply) => {
-      if (!isLoopback(request.ip)) {
-        return sendError(reply, 403, HttpErrorCode.REMOTE_ACCESS_DISABLED, 'remote HTTP access is disabled: set server.http_remote_access = true or enable an auth plugin');
-      }
-      return undefined;
-    });
-  }
-
+  // CORS first: its headers must be on every response, the 403 below included.
   if (server.cors_origins.length > 0) {
     await app.register(cors, {
       origin: server.cors_origins.includes('*') ? true : [...server.cors_origins],
       credentials: server.cors_credentials,
       exposedHeaders: ['Warning', 'Content-Type', 'ETag', 'Content-Length'],
       methods: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS'],
+    });
+  }
+
+  if (!server.http_remote_access && !opts.authEnabled) {
+    app.addHook('onRequest', async (request, reply) => {
+      if (!isLoopback(request.ip)) {
+        return sendError(reply, 403, HttpErrorCode.REMOTE_ACCESS_DISABLED, 'remote HTTP access is disabled: set server.http_remote_access = true or enable an auth plugin');
+      }
+      return undefined;
     });
   }
 

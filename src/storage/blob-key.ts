@@ -1,4 +1,4 @@
-import { ArchiveError } from '../archive/errors.js';
+import { StorageError } from './errors.js';
 
 /**
  * The one rule for blob keys, shared by every BlobStore adapter so they accept and refuse the
@@ -8,7 +8,7 @@ import { ArchiveError } from '../archive/errors.js';
  */
 export function assertValidBlobKey(key: string): void {
   const fail = (why: string): never => {
-    throw new ArchiveError('INVALID_PARAMETER', `invalid blob key: ${why}`);
+    throw new StorageError('INVALID_PARAMETER', `invalid blob key: ${why}`);
   };
   if (typeof key !== 'string' || key.length === 0) fail('empty');
   if (key.length > 1024) fail('too long');

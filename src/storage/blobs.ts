@@ -45,7 +45,7 @@ export interface BlobStore {
    * If `body` errors or `signal` aborts, rejects and leaves nothing under `key`.
    */
   put(key: string, body: Readable, options?: BlobPutOptions): Promise<BlobPutResult>;
-  /** Streams the object, or a byte range of it. Rejects with ArchiveError NOT_FOUND when absent. */
+  /** Streams the object, or a byte range of it. Rejects with StorageError NOT_FOUND when absent. */
   get(key: string, options?: BlobGetOptions): Promise<Readable>;
   /** Deleting an absent key is not an error. */
   delete(key: string): Promise<void>;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { isArchiveError } from '../../src/archive/errors.js';
+import { isStorageError } from '../../src/storage/errors.js';
 import type { BlobStat, BlobStore } from '../../src/storage/blobs.js';
 
 /**
@@ -65,7 +65,7 @@ const tick = (ms = 10): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function assertRejectsWith(p: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(p, (e: unknown) => {
-    assert.ok(isArchiveError(e), `expected ArchiveError ${code}, got ${String(e)}`);
+    assert.ok(isStorageError(e), `expected StorageError ${code}, got ${String(e)}`);
     assert.equal(e.code, code);
     return true;
   });
@@ -138,6 +138,15 @@ export function blobStoreContract(name: string, factory: () => Promise<BlobStore
 
     it('rejects get of an absent key with NOT_FOUND', async () => {
       await assertRejectsWith(store.get(`${prefix()}absent.dcm`), 'NOT_FOUND');
+    });
+
+    it('a key prefix of stored objects is not itself an object', async () => {
+      const p = prefix();
+      await store.put(`${p}2026/11/x.dcm`, Readable.from([Buffer.from('x')]));
+      assert.equal(await store.stat(`${p}2026/11`), undefined);
+      await assertRejectsWith(store.get(`${p}2026/11`), 'NOT_FOUND');
+      await assertRejectsWith(store.get(`${p}2026/11/x.dcm/y`), 'NOT_FOUND');
+      await store.delete(`${p}2026/11/x.dcm/y`);
     });
 
     it('deletes, and deleting again (or an absent key) is not an error', async () => {

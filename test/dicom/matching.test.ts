@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ArchiveError } from '../../src/archive/errors.js';
+import { DicomQueryError } from '../../src/dicom/errors.js';
 import { buildConstraint, escapeLike, matchesConstraint, wildcardToLike } from '../../src/dicom/matching.js';
 import type { Constraint } from '../../src/dicom/query-model.js';
 import type { VR } from '../../src/dicom/types.js';
@@ -38,6 +38,7 @@ describe('buildConstraint', () => {
     { name: 'UID list with comma', tag: STUDY_UID, vr: 'UI', value: '1.2.3,1.2.4,1.2.5', expect: { kind: 'list', tag: STUDY_UID, values: ['1.2.3', '1.2.4', '1.2.5'] } },
     { name: 'UID with trailing NUL padding', tag: STUDY_UID, vr: 'UI', value: '1.2.3\0', expect: { kind: 'single', tag: STUDY_UID, value: '1.2.3' } },
     { name: 'UID with a leading-zero component is accepted', tag: STUDY_UID, vr: 'UI', value: '1.02.3', expect: { kind: 'single', tag: STUDY_UID, value: '1.02.3' } },
+    { name: 'CS with backslashes is multiple value matching', tag: '00080061', vr: 'CS', value: 'CT\\MR', expect: { kind: 'list', tag: '00080061', values: ['CT', 'MR'] } },
     { name: 'IS number', tag: '00200011', vr: 'IS', value: '-12', expect: { kind: 'single', tag: '00200011', value: '-12' } },
     { name: 'DS number with exponent', tag: '00180050', vr: 'DS', value: '1.5e-3', expect: { kind: 'single', tag: '00180050', value: '1.5e-3' } },
     { name: 'US number', tag: '00280010', vr: 'US', value: '512', expect: { kind: 'single', tag: '00280010', value: '512' } },
@@ -53,6 +54,8 @@ describe('buildConstraint', () => {
     { name: 'a date not of 8 digits', tag: STUDY_DATE, vr: 'DA', value: '2020-01-01' },
     { name: 'a legacy dotted date', tag: STUDY_DATE, vr: 'DA', value: '2020.01.01' },
     { name: 'an impossible date', tag: STUDY_DATE, vr: 'DA', value: '20210229' },
+    { name: 'a 31st of April', tag: STUDY_DATE, vr: 'DA', value: '20200431' },
+    { name: 'a 29th of February 1900', tag: STUDY_DATE, vr: 'DA', value: '19000229' },
     { name: 'a month 13', tag: STUDY_DATE, vr: 'DA', value: '20201301-' },
     { name: 'a date wildcard', tag: STUDY_DATE, vr: 'DA', value: '2020*' },
     { name: 'a time with hour 24', tag: STUDY_TIME, vr: 'TM', value: '2400' },
@@ -74,7 +77,7 @@ describe('buildConstraint', () => {
     it(`rejects ${c.name} with INVALID_QUERY naming the key`, () => {
       assert.throws(
         () => buildConstraint(c.tag, c.vr, c.value, { fuzzy: false }),
-        (e: unknown) => e instanceof ArchiveError && e.code === 'INVALID_QUERY' && e.message.includes(c.tag) && e.details?.['key'] === c.tag,
+        (e: unknown) => e instanceof DicomQueryError && e.message.includes(c.tag) && e.key === c.tag,
       );
     });
   }

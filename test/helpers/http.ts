@@ -21,6 +21,8 @@ export interface RequestOptions {
   method?: string;
   headers?: Record<string, string | number>;
   body?: Buffer | string;
+  /** Fail when no complete response arrived within this many ms (default 20 s): a hung server must not hang the suite. */
+  timeoutMs?: number;
 }
 
 /** One HTTP/1.1 request on a fresh connection; resolves with the whole response. */
@@ -46,6 +48,8 @@ export function request(url: string, opts: RequestOptions = {}): Promise<HttpRes
       });
     });
     req.on('error', reject);
+    const timeoutMs = opts.timeoutMs ?? 20_000;
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no response to ${opts.method ?? 'GET'} ${url} within ${timeoutMs} ms`)));
     if (opts.body !== undefined) req.end(opts.body);
     else req.end();
   });

@@ -62,6 +62,8 @@ export async function ingestInstance(deps: IngestDeps, ctx: CallContext, input: 
   });
 
   const sink = new PassThrough({ highWaterMark: 1024 * 1024 });
+  // Failures surface through putPromise; without a listener, destroy(err) would crash the process.
+  sink.on('error', () => {});
   const putAbort = new AbortController();
   let sinkFailed = false;
   const failSink = (reason: string): void => {

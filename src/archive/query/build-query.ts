@@ -1,5 +1,6 @@
 import { parseTagOrKeyword, vrForTag } from '../../dicom/dictionary.js';
 import { MODALITIES_IN_STUDY } from '../../dicom/indexed.js';
+import { DicomQueryError } from '../../dicom/errors.js';
 import { buildConstraint } from '../../dicom/matching.js';
 import type { Constraint, Query, QueryLevel } from '../../dicom/query-model.js';
 import type { Tag, VR } from '../../dicom/types.js';
@@ -87,7 +88,7 @@ export function buildQuery(req: QueryRequest, settings: Pick<ArchiveSettings, 'q
       const c = buildConstraint(tag, vrOf(tag), value, { fuzzy });
       if (c) constraints.push(c);
     } catch (err) {
-      if (err instanceof ArchiveError) throw new ArchiveError(err.code, err.message, { ...err.details, key });
+      if (err instanceof DicomQueryError) throw new ArchiveError('INVALID_QUERY', err.message, { key });
       throw err;
     }
     // Matching keys are returned too (PS3.18 8.3.4.1).

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { type FileHandle, mkdir, open, opendir, rename, rm, stat as fsStat } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, opendir, rename, rm, stat as fsStat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ArchiveError } from '../../archive/errors.js';
+import { StorageError } from '../errors.js';
 import type {
   BlobGetOptions,
   BlobListOptions,
@@ -74,7 +74,7 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
     assertValidBlobKey(key);
     const full = resolve(root, ...key.split('/'));
     if (!full.startsWith(root + sep) || full.startsWith(tmpDir + sep)) {
-      throw new ArchiveError('INVALID_PARAMETER', 'invalid blob key: outside the store root');
+      throw new StorageError('INVALID_PARAMETER', 'invalid blob key: outside the store root');
     }
     return full;
   }
@@ -119,7 +119,19 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
     const tmp = join(tmpDir, `${randomUUID()}.part`);
     let size = 0;
     let committed = false;
-    const fh = await open(tmp, 'wx');
+    let fh: FileHandle;
+    try {
+      fh = await open(tmp, 'wx').catch(async (e: unknown) => {
+        if (!isErrno(e, 'ENOENT')) throw e;
+        // The temp directory vanished (removed by hand): create it again once.
+        tmpReady = undefined;
+        await ensureTmpDir();
+        return open(tmp, 'wx');
+      });
+    } catch (e) {
+      body.destroy();
+      throw e;
+    }
     try {
       const out = fileWriter(fh);
       await pipeline(
@@ -135,6 +147,8 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
       );
       if (doFsync) await fh.sync();
       await fh.close();
+      // An abort that arrives after the last byte still wins, as long as nothing is visible yet.
+      signal?.throwIfAborted();
       await ensureDir(dirname(target));
       await rename(tmp, target);
       committed = true;
@@ -152,16 +166,24 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
     const path = pathOf(key);
     const { start, end } = getOptions;
     if ((start !== undefined && (!Number.isInteger(start) || start < 0)) || (end !== undefined && (!Number.isInteger(end) || end < (start ?? 0) - 1))) {
-      throw new ArchiveError('INVALID_PARAMETER', 'invalid byte range');
+      throw new StorageError('INVALID_PARAMETER', 'invalid byte range');
     }
-    let fh;
+    let fh: FileHandle;
     try {
       fh = await open(path, 'r');
     } catch (e) {
       if (isErrno(e, 'ENOENT') || isErrno(e, 'ENOTDIR') || isErrno(e, 'EISDIR')) {
-        throw new ArchiveError('NOT_FOUND', 'blob not found', { key });
+        throw new StorageError('NOT_FOUND', 'blob not found', { key });
       }
       throw e;
+    }
+    const info = await fh.stat().catch(async (e: unknown) => {
+      await fh.close();
+      throw e;
+    });
+    if (!info.isFile()) {
+      await fh.close();
+      throw new StorageError('NOT_FOUND', 'blob not found', { key });
     }
     if (end !== undefined && end < (start ?? 0)) {
       // An empty range: createReadStream cannot express it.
@@ -186,7 +208,15 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
   async function del(key: string): Promise<void> {
     const path = pathOf(key);
     // Empty parent directories are kept: removing them would race with a concurrent put.
-    await rm(path, { force: true });
+    try {
+      await unlink(path);
+    } catch (e) {
+      // Absent (or a directory, i.e. only a prefix of other keys): nothing to delete.
+      if (isErrno(e, 'ENOENT') || isErrno(e, 'ENOTDIR') || isErrno(e, 'EISDIR')) return;
+      // macOS reports unlink of a directory as EPERM.
+      if (isErrno(e, 'EPERM') && (await fsStat(path).then((st) => st.isDirectory(), () => false))) return;
+      throw e;
+    }
   }
 
   async function* walk(dir: string, prefix: string | undefined, options: BlobListOptions): AsyncGenerator<BlobStat> {
@@ -261,7 +291,7 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
         await fh.close();
       }
     } catch (e) {
-      throw new ArchiveError('STORAGE_UNAVAILABLE', 'blob store is not writable', {
+      throw new StorageError('STORAGE_UNAVAILABLE', 'blob store is not writable', {
         cause: e instanceof Error ? e.message : String(e),
       });
     } finally {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { ArchiveError } from '../../archive/errors.js';
+import { StorageError } from '../errors.js';
 import type {
   BlobGetOptions,
   BlobListOptions,
@@ -48,7 +48,7 @@ export function createMemoryBlobStore(): BlobStore {
         tmp.touchedAt = new Date();
       }
       signal?.throwIfAborted();
-      if (tmp.removed) throw new ArchiveError('STORAGE_UNAVAILABLE', 'temporary upload was removed');
+      if (tmp.removed) throw new StorageError('STORAGE_UNAVAILABLE', 'temporary upload was removed');
       objects.set(key, { data: Buffer.concat(tmp.chunks, size), modifiedAt: new Date() });
       return { key, size };
     } finally {
@@ -60,10 +60,10 @@ export function createMemoryBlobStore(): BlobStore {
   async function get(key: string, options: BlobGetOptions = {}): Promise<Readable> {
     assertValidBlobKey(key);
     const obj = objects.get(key);
-    if (!obj) throw new ArchiveError('NOT_FOUND', 'blob not found', { key });
+    if (!obj) throw new StorageError('NOT_FOUND', 'blob not found', { key });
     const start = options.start ?? 0;
     const end = options.end ?? obj.data.length - 1;
-    if (start < 0 || end < start - 1) throw new ArchiveError('INVALID_PARAMETER', 'invalid byte range');
+    if (start < 0 || end < start - 1) throw new StorageError('INVALID_PARAMETER', 'invalid byte range');
     return Readable.from([obj.data.subarray(start, end + 1)].filter((b) => b.length > 0));
   }
 

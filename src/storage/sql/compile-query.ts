@@ -1,5 +1,5 @@
 import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
-import { ArchiveError } from '../../archive/errors.js';
+import { StorageError } from '../errors.js';
 import { indexedAttribute, levelIncludes, MODALITIES_IN_STUDY, type IndexedKind } from '../../dicom/indexed.js';
 import { normalizePersonName } from '../../dicom/person-name.js';
 import type { Constraint, Query, QueryLevel } from '../../dicom/query-model.js';
@@ -195,7 +195,7 @@ function constraintCondition(level: QueryLevel, c: Constraint, dialect: Dialect)
     if (probe === undefined) return undefined;
     return existsBelow(level, attr.level, (alias) => valueCondition(sql.ref(`${alias}.${column}`), attr.kind, c, dialect) ?? TRUE);
   }
-  if (!/^[0-9A-F]{8}$/.test(tag)) throw new ArchiveError('INVALID_QUERY', `not a DICOM tag: ${c.tag}`);
+  if (!/^[0-9A-F]{8}$/.test(tag)) throw new StorageError('INVALID_QUERY', `not a DICOM tag: ${c.tag}`);
   // Not indexed: the first value in the header of the query's level (PN: its Alphabetic group).
   const header = `${ALIAS[level]}.header`;
   const ref = sql`COALESCE(${dialect.jsonFirstValueText(header, tag, 'Alphabetic')}, ${dialect.jsonFirstValueText(header, tag)})`;

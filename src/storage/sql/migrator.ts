@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ArchiveError } from '../../archive/errors.js';
+import { StorageError } from '../errors.js';
 
 /**
  * Numbered plain-SQL migrations (ARCHITECTURE rule 12): applied in order, recorded in
@@ -51,7 +51,7 @@ export async function runMigrations(driver: MigrationDriver, migrations: readonl
     const known = new Set(ordered.map((m) => m.version));
     for (const v of done.keys()) {
       if (!known.has(v)) {
-        throw new ArchiveError('DATABASE_UNAVAILABLE', `database has migration ${v}, unknown to this version of pacsnode`);
+        throw new StorageError('DATABASE_UNAVAILABLE', `database has migration ${v}, unknown to this version of pacsnode`);
       }
     }
     const applied: number[] = [];
@@ -60,7 +60,7 @@ export async function runMigrations(driver: MigrationDriver, migrations: readonl
       const prior = done.get(m.version);
       if (prior) {
         if (prior.checksum !== checksum) {
-          throw new ArchiveError('DATABASE_UNAVAILABLE', `migration ${m.version} (${m.name}) changed after it was applied`, {
+          throw new StorageError('DATABASE_UNAVAILABLE', `migration ${m.version} (${m.name}) changed after it was applied`, {
             version: m.version,
           });
         }

@@ -21,7 +21,9 @@ import type { IndexDatabase } from './schema.js';
 /**
  * MetadataStore over kysely, shared by the SQLite and PostgreSQL adapters. An adapter supplies
  * the connection, its Dialect, how a write transaction is opened (SQLite: BEGIN IMMEDIATE;
- * PostgreSQL: row locks and a retry on serialization failures), migrations and close.
+ * PostgreSQL: READ COMMITTED with the Dialect's row locks, retried on serialization failures
+ * and on unique violations — two first instances of one new study racing to insert it),
+ * migrations and close.
  */
 export interface SqlStoreDriver {
   db: Kysely<IndexDatabase>;

@@ -26,6 +26,7 @@ CREATE TABLE patients (
 CREATE INDEX patients_patient_name_norm ON patients (patient_name_norm);
 CREATE INDEX patients_birth_date        ON patients (birth_date);
 CREATE INDEX patients_sex               ON patients (sex);
+CREATE INDEX patients_issuer            ON patients (issuer);
 
 CREATE TABLE studies (
   id                       INTEGER PRIMARY KEY,

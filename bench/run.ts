@@ -1,0 +1,296 @@
+// `npm run bench`: STOW-RS, QIDO-RS and WADO-RS figures and the server's peak RSS, printed as a
+// table beside the aims of issue 2, and written as JSON to the OS temporary directory.
+//
+//   npm run bench [-- --quick] [--profile standalone] [--cpu-prof] [--skip-no-fsync-run]
+//
+// The server runs as a child process (bench/server.ts) in a fresh temporary directory with the
+// default configuration — fsync on — so the figures are those of `npm start` on this machine.
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { formatProfile, summarizeCpuProfile, type ProfileSummary } from './cpu-profile.js';
+import { loadCorpus, prepareCorpus, runSearches, SEARCH_KINDS, type QidoLoadFigures, type QidoSearchFigures } from './phases/qido.js';
+import { prepareStow, runStow, type StowFigures } from './phases/stow.js';
+import { runWado, type WadoFigures } from './phases/wado.js';
+import { formatTable, verdict, type Row } from './report.js';
+import { mainThreadCpuProfile, startServerProcess, stopAllServers, type Memory, type ServerProcess } from './server-process.js';
+import { MiB } from './stats.js';
+
+interface Plan {
+  readonly stowInstances: number;
+  readonly stowBatch: number;
+  readonly concurrency: number;
+  readonly qidoStudies: number;
+  readonly qidoBatch: number;
+  readonly searches: number;
+  /** Studies of the STOW run retrieved whole by WADO-RS (each `stowBatch` instances). */
+  readonly wadoStudies: number;
+  readonly wadoInstances: number;
+  /** Whole-run time budget, seconds: every loop stops and the bench fails past it. */
+  readonly budgetSeconds: number;
+}
+
+const FULL: Plan = { stowInstances: 2000, stowBatch: 50, concurrency: 4, qidoStudies: 10_000, qidoBatch: 100, searches: 500, wadoStudies: 40, wadoInstances: 500, budgetSeconds: 1800 };
+const QUICK: Plan = { stowInstances: 200, stowBatch: 50, concurrency: 4, qidoStudies: 1000, qidoBatch: 100, searches: 140, wadoStudies: 4, wadoInstances: 100, budgetSeconds: 240 };
+
+const STOW_TIMEOUT_MS = 120_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+
+interface Args {
+  quick: boolean;
+  profile: 'standalone';
+  cpuProf: boolean;
+  noFsyncRun: boolean;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = { quick: false, profile: 'standalone', cpuProf: false, noFsyncRun: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') args.quick = true;
+    else if (a === '--cpu-prof') args.cpuProf = true;
+    else if (a === '--skip-no-fsync-run') args.noFsyncRun = false;
+    else if (a === '--profile' || a?.startsWith('--profile=')) {
+      const value = a === '--profile' ? argv[++i] : a.slice('--profile='.length);
+      if (value === 'production') throw new Error('--profile production (PostgreSQL + S3) arrives with the production-profile issue');
+      if (value !== 'standalone') throw new Error(`--profile must be standalone (got ${value ?? 'nothing'})`);
+    } else if (a === '--help' || a === '-h') {
+      process.stdout.write(
+        'npm run bench [-- --quick] [--profile standalone] [--cpu-prof] [--skip-no-fsync-run]\n' +
+          '  --quick               a short smoke run (< 60 s)\n' +
+          '  --profile standalone  SQLite + filesystem (the default; production comes later)\n' +
+          '  --cpu-prof            write a V8 CPU profile of the server and print its hot functions\n' +
+          '  --skip-no-fsync-run   leave out the second STOW run with filesystem_storage.fsync = false\n',
+      );
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a ?? ''}`);
+  }
+  return args;
+}
+
+function log(text: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
+}
+
+interface MemorySample extends Memory {
+  readonly after: string;
+}
+
+/** Where the time of a phase went: is the server saturated, or waiting? */
+interface PhaseAccount {
+  readonly phase: string;
+  readonly wallSeconds: number;
+  /** CPU seconds the server used (all its threads); divided by wall = cores busy. */
+  readonly serverCpuSeconds: number;
+  /** CPU seconds the load generator used (it shares the machine). */
+  readonly benchCpuSeconds: number;
+  /** 1-minute load average at the end of the phase (other work on the machine shows here). */
+  readonly loadAverage: number;
+}
+
+interface Results {
+  readonly startedAt: string;
+  readonly machine: { cpus: number; cpuModel: string; memoryBytes: number; node: string; platform: string };
+  readonly profile: string;
+  readonly quick: boolean;
+  readonly plan: Plan;
+  stow?: StowFigures;
+  qidoLoad?: QidoLoadFigures;
+  qido?: QidoSearchFigures;
+  wado?: WadoFigures;
+  memory: MemorySample[];
+  phases: PhaseAccount[];
+  peakRssBytes?: number;
+  rssBytes?: number;
+  stowNoFsync?: StowFigures & { peakRssBytes: number };
+  cpuProfile?: ProfileSummary & { file: string };
+  rows?: (Row & { verdict: string })[];
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const plan = args.quick ? QUICK : FULL;
+  const deadline = Date.now() + plan.budgetSeconds * 1000;
+  // Whatever hangs, the bench ends: a minute after the budget it stops the servers and fails
+  setTimeout(() => void fail(new Error(`time budget of ${plan.budgetSeconds} s exceeded`)), (plan.budgetSeconds + 60) * 1000).unref();
+  const serverLifetime = plan.budgetSeconds + 120;
+  const cpus = os.cpus();
+  const results: Results = {
+    startedAt: new Date().toISOString(),
+    machine: { cpus: cpus.length, cpuModel: cpus[0]?.model ?? '', memoryBytes: os.totalmem(), node: process.version, platform: `${os.platform()} ${os.release()}` },
+    profile: args.profile,
+    quick: args.quick,
+    plan,
+    memory: [],
+    phases: [],
+  };
+  log(`${args.quick ? 'quick' : 'full'} run, profile ${args.profile}, ${cpus.length} CPUs, node ${process.version}; data in ${os.tmpdir()}`);
+
+  const profileDir = args.cpuProf ? await mkdtemp(path.join(os.tmpdir(), 'pacsnode-bench-prof-')) : undefined;
+  const server: ServerProcess = await startServerProcess({ maxSeconds: serverLifetime, ...(profileDir ? { cpuProfDir: profileDir } : {}) });
+  const base = `${server.url}/dicom-web`;
+  const sample = (after: string): void => {
+    const m = server.memory();
+    results.memory.push({ after, ...m });
+    log(`  server RSS ${(m.rss / MiB).toFixed(0)} MiB, peak ${(m.peakRss / MiB).toFixed(0)} MiB`);
+  };
+  sample('start');
+  const phase = async <T>(name: string, srv: ServerProcess, body: () => Promise<T>): Promise<T> => {
+    const wall0 = Date.now();
+    const server0 = srv.cpuSeconds();
+    const bench0 = process.cpuUsage();
+    const value = await body();
+    const bench = process.cpuUsage(bench0);
+    results.phases.push({
+      phase: name,
+      wallSeconds: (Date.now() - wall0) / 1000,
+      serverCpuSeconds: srv.cpuSeconds() - server0,
+      benchCpuSeconds: (bench.user + bench.system) / 1e6,
+      loadAverage: os.loadavg()[0] ?? Number.NaN,
+    });
+    return value;
+  };
+
+  log(`STOW-RS: ${plan.stowInstances} CT instances (0.5 MB), batches of ${plan.stowBatch}, ${plan.concurrency} clients, fsync on`);
+  const stowBodies = prepareStow(plan.stowInstances, plan.stowBatch);
+  const stow = await phase('STOW-RS (fsync on)', server, () => runStow({ baseUrl: base, concurrency: plan.concurrency, deadline, requestTimeoutMs: STOW_TIMEOUT_MS }, stowBodies));
+  results.stow = stow.figures;
+  log(`  ${stow.figures.instancesPerSecond.toFixed(1)} instances/s, ${stow.figures.megabytesPerSecond.toFixed(1)} MB/s in ${stow.figures.seconds.toFixed(1)} s`);
+  sample('STOW-RS');
+
+  log(`QIDO-RS corpus: ${plan.qidoStudies} single-instance studies, batches of ${plan.qidoBatch}, ${plan.concurrency} clients`);
+  const prepared = prepareCorpus(plan.qidoStudies, plan.qidoBatch);
+  const loaded = await phase('QIDO corpus load', server, () => loadCorpus({ baseUrl: base, concurrency: plan.concurrency, deadline, requestTimeoutMs: STOW_TIMEOUT_MS }, prepared));
+  results.qidoLoad = loaded;
+  log(`  ${loaded.instancesPerSecond.toFixed(1)} instances/s in ${loaded.seconds.toFixed(1)} s`);
+  sample('QIDO corpus load');
+
+  log(`QIDO-RS: ${plan.searches} study searches, sequential, one connection`);
+  results.qido = await phase('QIDO-RS searches', server, () => runSearches({ baseUrl: base, corpus: prepared.corpus, searches: plan.searches, deadline, requestTimeoutMs: REQUEST_TIMEOUT_MS }));
+  log(`  p50 ${results.qido.overall.p50.toFixed(2)} ms, p95 ${results.qido.overall.p95.toFixed(2)} ms`);
+  sample('QIDO-RS searches');
+
+  const wadoStudies = stow.studies.slice(0, plan.wadoStudies);
+  log(`WADO-RS: ${wadoStudies.length} whole studies (multipart) and ${plan.wadoInstances} single instances, ${plan.concurrency} clients`);
+  results.wado = await phase('WADO-RS', server, () => runWado({ baseUrl: base, studies: wadoStudies, singleInstances: plan.wadoInstances, concurrency: plan.concurrency, deadline, requestTimeoutMs: STOW_TIMEOUT_MS }));
+  log(`  study ${results.wado.study.megabytesPerSecond.toFixed(1)} MB/s, instance ${results.wado.instance.megabytesPerSecond.toFixed(1)} MB/s`);
+  sample('WADO-RS');
+  const final = server.memory();
+  results.peakRssBytes = final.peakRss;
+  results.rssBytes = final.rss;
+  await server.stop();
+
+  if (profileDir) {
+    const file = await mainThreadCpuProfile(profileDir);
+    if (file) results.cpuProfile = { file, ...(await summarizeCpuProfile(file, 25)) };
+    else log('no CPU profile was written');
+  }
+
+  if (args.noFsyncRun) {
+    log(`STOW-RS again on a fresh server with filesystem_storage.fsync = false`);
+    const second = await startServerProcess({ maxSeconds: serverLifetime, env: { PACS_FILESYSTEM_STORAGE__FSYNC: 'false' } });
+    try {
+      // The same bodies: the new server starts empty, so this is a like-for-like first store
+      const run = await phase('STOW-RS (fsync off)', second, () => runStow({ baseUrl: `${second.url}/dicom-web`, concurrency: plan.concurrency, deadline, requestTimeoutMs: STOW_TIMEOUT_MS }, stowBodies));
+      results.stowNoFsync = { ...run.figures, peakRssBytes: second.memory().peakRss };
+      log(`  ${run.figures.instancesPerSecond.toFixed(1)} instances/s, ${run.figures.megabytesPerSecond.toFixed(1)} MB/s`);
+    } finally {
+      await second.stop();
+    }
+  }
+
+  const rows = tableRows(results);
+  results.rows = rows.map((r) => ({ ...r, verdict: verdict(r) }));
+  const title = `pacsnode bench — ${args.quick ? 'QUICK (smoke run, not the figures of record)' : 'full run'}, profile ${args.profile}, ${cpus.length} × ${cpus[0]?.model ?? 'CPU'}, node ${process.version}`;
+  process.stdout.write(`\n${formatTable(title, rows)}\n`);
+  process.stdout.write(`\n${qidoTable(results.qido)}\n`);
+  process.stdout.write(`\n${phaseTable(results.phases)}\n`);
+  if (results.cpuProfile) process.stdout.write(`\n${formatProfile(results.cpuProfile)}\n(profile: ${results.cpuProfile.file})\n`);
+
+  const outDir = path.join(os.tmpdir(), 'pacsnode-bench');
+  await mkdir(outDir, { recursive: true });
+  const outFile = path.join(outDir, 'latest.json');
+  await writeFile(outFile, `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(`\nFigures written to ${outFile}\n`);
+}
+
+function tableRows(r: Results): Row[] {
+  const rows: Row[] = [];
+  if (r.stow) {
+    rows.push(
+      { figure: 'STOW-RS instances/s (0.5 MB CT, 50/batch, 4 clients, fsync on)', value: r.stow.instancesPerSecond, unit: 'inst/s', aim: { op: '>=', value: 400 } },
+      { figure: 'STOW-RS throughput (fsync on)', value: r.stow.megabytesPerSecond, unit: 'MB/s' },
+      { figure: 'STOW-RS batch latency p95 (fsync on)', value: r.stow.batchMsP95, unit: 'ms', digits: 0 },
+    );
+  }
+  if (r.stowNoFsync) {
+    rows.push(
+      { figure: 'STOW-RS instances/s (fsync OFF, for comparison)', value: r.stowNoFsync.instancesPerSecond, unit: 'inst/s' },
+      { figure: 'STOW-RS throughput (fsync OFF)', value: r.stowNoFsync.megabytesPerSecond, unit: 'MB/s' },
+    );
+  }
+  if (r.qidoLoad) rows.push({ figure: `QIDO corpus load (${r.qidoLoad.studies} small studies, 100/batch)`, value: r.qidoLoad.instancesPerSecond, unit: 'inst/s' });
+  if (r.qido) {
+    rows.push(
+      { figure: `QIDO-RS study search p50 (${r.qidoLoad?.studies ?? '?'} studies)`, value: r.qido.overall.p50, unit: 'ms', digits: 2 },
+      { figure: 'QIDO-RS study search p95', value: r.qido.overall.p95, unit: 'ms', digits: 2, aim: { op: '<=', value: 20 } },
+      { figure: 'QIDO-RS study search p99', value: r.qido.overall.p99, unit: 'ms', digits: 2 },
+    );
+  }
+  if (r.wado) {
+    rows.push(
+      { figure: `WADO-RS study retrieve (multipart, ${r.wado.study.requests} studies, 4 clients)`, value: r.wado.study.megabytesPerSecond, unit: 'MB/s', aim: { op: '>=', value: 500 } },
+      { figure: `WADO-RS instance retrieve (application/dicom, ${r.wado.instance.requests}×)`, value: r.wado.instance.megabytesPerSecond, unit: 'MB/s' },
+    );
+  }
+  if (r.peakRssBytes !== undefined) rows.push({ figure: 'Server peak RSS (VmHWM, after all phases)', value: r.peakRssBytes / MiB, unit: 'MiB', digits: 0, aim: { op: '<', value: 300 } });
+  if (r.rssBytes !== undefined) rows.push({ figure: 'Server RSS now (VmRSS)', value: r.rssBytes / MiB, unit: 'MiB', digits: 0 });
+  return rows;
+}
+
+function qidoTable(q: QidoSearchFigures | undefined): string {
+  if (!q) return '';
+  const rows: Row[] = [];
+  for (const kind of SEARCH_KINDS) {
+    const k = q.byKind[kind];
+    rows.push({ figure: `${kind} (n=${k.count}, ~${k.meanResults.toFixed(0)} results) p50 / p95 / p99`, value: k.p50, unit: `/ ${k.p95.toFixed(2)} / ${k.p99.toFixed(2)} ms`, digits: 2 });
+  }
+  rows.push({ figure: `overall (n=${q.overall.count}) p50 / p95 / p99`, value: q.overall.p50, unit: `/ ${q.overall.p95.toFixed(2)} / ${q.overall.p99.toFixed(2)} ms`, digits: 2 });
+  return formatTable('QIDO-RS study search latency by kind (sequential, one keep-alive connection)', rows);
+}
+
+function phaseTable(phases: readonly PhaseAccount[]): string {
+  const header = ['Phase', 'wall s', 'server CPU s', 'server cores', 'bench CPU s', 'load avg'];
+  const cells = phases.map((p) => [
+    p.phase,
+    p.wallSeconds.toFixed(1),
+    p.serverCpuSeconds.toFixed(1),
+    (p.serverCpuSeconds / p.wallSeconds).toFixed(2),
+    p.benchCpuSeconds.toFixed(1),
+    p.loadAverage.toFixed(2),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+  const line = (c: readonly string[]): string => c.map((t, i) => (i === 0 ? t.padEnd(widths[i] ?? 0) : t.padStart(widths[i] ?? 0))).join('  ');
+  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
+  return ['Where the time went (server CPU = user + system of all its threads; 2 cores = saturated)', rule, line(header), rule, ...cells.map(line), rule].join('\n');
+}
+
+let exiting = false;
+async function fail(err: unknown): Promise<void> {
+  if (exiting) return;
+  exiting = true;
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  await stopAllServers();
+  process.exit(1);
+}
+
+process.once('SIGINT', () => void fail(new Error('interrupted')));
+process.once('SIGTERM', () => void fail(new Error('terminated')));
+
+main()
+  .then(async () => {
+    await stopAllServers();
+    // Keep-alive sockets and timers must not keep a finished bench alive
+    process.exit(0);
+  })
+  .catch(fail);
