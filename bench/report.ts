@@ -33,7 +33,9 @@ export function formatTable(title: string, rows: readonly Row[]): string {
     r.aim ? `${OP_TEXT[r.aim.op]} ${r.aim.value} ${r.unit}`.trim() : '',
     verdict(r),
   ]);
-  const header = ['Figure', 'Value', 'Aim', ''];
+  const withAims = rows.some((r) => r.aim !== undefined);
+  const header = withAims ? ['Figure', 'Value', 'Aim', ''] : ['Figure', 'Value'];
+  if (!withAims) for (const c of cells) c.length = 2;
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
   const line = (c: readonly string[]): string =>
     c.map((text, i) => (i === 1 ? text.padStart(widths[i] ?? 0) : text.padEnd(widths[i] ?? 0))).join('  ').trimEnd();

@@ -201,7 +201,10 @@ async function main(): Promise<void> {
 
   const rows = tableRows(results);
   results.rows = rows.map((r) => ({ ...r, verdict: verdict(r) }));
-  const title = `pacsnode bench — ${args.quick ? 'QUICK (smoke run, not the figures of record)' : 'full run'}, profile ${args.profile}, ${cpus.length} × ${cpus[0]?.model ?? 'CPU'}, node ${process.version}`;
+  const load = results.phases.map((p) => p.loadAverage);
+  const title =
+    `pacsnode bench — ${args.quick ? 'QUICK (smoke run, not the figures of record)' : 'full run'}, profile ${args.profile}, ` +
+    `${cpus.length} × ${cpus[0]?.model ?? 'CPU'}, node ${process.version}, load average ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} during the run`;
   process.stdout.write(`\n${formatTable(title, rows)}\n`);
   process.stdout.write(`\n${qidoTable(results.qido)}\n`);
   process.stdout.write(`\n${phaseTable(results.phases)}\n`);
@@ -221,15 +224,22 @@ function tableRows(r: Results): Row[] {
       { figure: 'STOW-RS instances/s (0.5 MB CT, 50/batch, 4 clients, fsync on)', value: r.stow.instancesPerSecond, unit: 'inst/s', aim: { op: '>=', value: 400 } },
       { figure: 'STOW-RS throughput (fsync on)', value: r.stow.megabytesPerSecond, unit: 'MB/s' },
       { figure: 'STOW-RS batch latency p95 (fsync on)', value: r.stow.batchMsP95, unit: 'ms', digits: 0 },
+      { figure: 'STOW-RS server CPU per instance (fsync on)', value: cpuMsPer(r, 'STOW-RS (fsync on)', r.stow.instances), unit: 'ms', digits: 1 },
     );
   }
   if (r.stowNoFsync) {
     rows.push(
       { figure: 'STOW-RS instances/s (fsync OFF, for comparison)', value: r.stowNoFsync.instancesPerSecond, unit: 'inst/s' },
       { figure: 'STOW-RS throughput (fsync OFF)', value: r.stowNoFsync.megabytesPerSecond, unit: 'MB/s' },
+      { figure: 'STOW-RS server CPU per instance (fsync OFF)', value: cpuMsPer(r, 'STOW-RS (fsync off)', r.stowNoFsync.instances), unit: 'ms', digits: 1 },
     );
   }
-  if (r.qidoLoad) rows.push({ figure: `QIDO corpus load (${r.qidoLoad.studies} small studies, 100/batch)`, value: r.qidoLoad.instancesPerSecond, unit: 'inst/s' });
+  if (r.qidoLoad) {
+    rows.push(
+      { figure: `QIDO corpus load (${r.qidoLoad.studies} small studies, 100/batch, 4 clients)`, value: r.qidoLoad.instancesPerSecond, unit: 'inst/s' },
+      { figure: 'QIDO corpus load: server CPU per instance', value: cpuMsPer(r, 'QIDO corpus load', r.qidoLoad.studies), unit: 'ms', digits: 1 },
+    );
+  }
   if (r.qido) {
     rows.push(
       { figure: `QIDO-RS study search p50 (${r.qidoLoad?.studies ?? '?'} studies)`, value: r.qido.overall.p50, unit: 'ms', digits: 2 },
@@ -246,6 +256,12 @@ function tableRows(r: Results): Row[] {
   if (r.peakRssBytes !== undefined) rows.push({ figure: 'Server peak RSS (VmHWM, after all phases)', value: r.peakRssBytes / MiB, unit: 'MiB', digits: 0, aim: { op: '<', value: 300 } });
   if (r.rssBytes !== undefined) rows.push({ figure: 'Server RSS now (VmRSS)', value: r.rssBytes / MiB, unit: 'MiB', digits: 0 });
   return rows;
+}
+
+/** Server CPU milliseconds per item of a phase: robust to other load on the machine. */
+function cpuMsPer(r: Results, phase: string, items: number): number {
+  const p = r.phases.find((x) => x.phase === phase);
+  return p === undefined || items === 0 ? Number.NaN : (p.serverCpuSeconds * 1000) / items;
 }
 
 function qidoTable(q: QidoSearchFigures | undefined): string {

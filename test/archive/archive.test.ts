@@ -259,3 +259,47 @@ describe('archive.remove', () => {
     await env.metadata.close();
   });
 });
+
+describe('retrieve from deflated instances', () => {
+  it('serves frames and bulk data of a Deflated Explicit VR LE instance from the inflated dataset', async () => {
+    const env = setup({ bulkdataThreshold: 16 });
+    await env.metadata.migrate();
+    const ids = newIds();
+    const pixels = Buffer.alloc(2 * 8 * 8 * 3);
+    for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 7) & 0xff;
+    const privateValue = Buffer.alloc(300, 0x5a);
+    const file = writePart10({
+      dataset: [
+        { tag: '00080016', vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' },
+        { tag: '00080018', vr: 'UI', value: ids.sop },
+        { tag: '0020000D', vr: 'UI', value: ids.study },
+        { tag: '0020000E', vr: 'UI', value: ids.series },
+        { tag: '00280002', vr: 'US', value: [1] },
+        { tag: '00280008', vr: 'IS', value: ['3'] },
+        { tag: '00280010', vr: 'US', value: [8] },
+        { tag: '00280011', vr: 'US', value: [8] },
+        { tag: '00280100', vr: 'US', value: [16] },
+        { tag: '00090010', vr: 'LO', value: 'PACSNODE TEST' },
+        { tag: '00091001', vr: 'OB', value: privateValue },
+        { tag: '7FE00010', vr: 'OW', value: pixels },
+      ],
+      transferSyntaxUid: '1.2.840.10008.1.2.1.99',
+      sopClassUid: '1.2.840.10008.5.1.4.1.1.7',
+      sopInstanceUid: ids.sop,
+    });
+    const out = await env.archive.ingest(ctx, { body: body(file, 100) });
+    assert.equal(out.ok, true, out.message);
+    const scope = { studyUid: ids.study, seriesUid: ids.series, sopUid: ids.sop };
+    const read = async (s: Readable): Promise<Buffer> => {
+      const parts: Buffer[] = [];
+      for await (const c of s) parts.push(c as Buffer);
+      return Buffer.concat(parts);
+    };
+    const frames = await env.archive.frames(ctx, scope, [2, 3]);
+    assert.deepEqual(await read(await (frames[0] as { open(): Promise<Readable> }).open()), pixels.subarray(128, 256));
+    assert.deepEqual(await read(await (frames[1] as { open(): Promise<Readable> }).open()), pixels.subarray(256, 384));
+    const bulk = await env.archive.bulkdata(ctx, scope, ['00091001']);
+    assert.deepEqual(await read(bulk.stream), privateValue);
+    await env.metadata.close();
+  });
+});

@@ -348,7 +348,7 @@ describe('remote access, trust_proxy and public_base_url (buildHttpApp + inject)
     const a = await app({ http_remote_access: false, cors_origins: ['http://viewer.example'] });
     const res = await a.inject({ method: 'GET', url: '/wado/studies', remoteAddress: '10.1.2.3', headers: { origin: 'http://viewer.example' } });
     assert.equal(res.statusCode, 403);
-    assert.equal(JSON.parse(res.body).error.code, 'REMOTE_ACCESS_DISABLED');
+    assert.equal(json<{ error: { code: string } }>(res).error.code, 'REMOTE_ACCESS_DISABLED');
     assert.equal(res.headers['access-control-allow-origin'], 'http://viewer.example');
   });
 

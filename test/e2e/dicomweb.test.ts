@@ -70,13 +70,21 @@ describe('DICOMweb over a real server: corpus round trip', () => {
     const byStudy = (key: string): CorpusFile[] => corpus.files.filter((f) => f.studyUid === corpus.study(key).studyUid);
 
     // 1. dicomweb-client storeInstances on /dicom-web: Müller's study (to /studies/{study}) and Hong's
-    const client = new api.DICOMwebClient({ url: `${srv.url}/dicom-web`, singlepart: false, verbose: false });
+    // the client resolves on 200 and 202 alike: a request hook keeps the XHR to read its status
+    const xhrs: { status: number }[] = [];
+    const hook = (xhr: unknown, _metadata: unknown): unknown => {
+      xhrs.push(xhr as { status: number });
+      return xhr;
+    };
+    const client = new api.DICOMwebClient({ url: `${srv.url}/dicom-web`, singlepart: false, verbose: false, requestHooks: [hook] });
+    const lastStatus = (): number => xhrs[xhrs.length - 1]?.status ?? 0;
     const mueller = byStudy('mueller');
     const r1: unknown = await client.storeInstances({ datasets: mueller.map((f) => toArrayBuffer(f.bytes)), studyInstanceUID: corpus.study('mueller').studyUid });
-    storeResponses.push({ how: 'dicomweb-client /studies/{study}', res: { status: 200, body: JSON.parse(String(r1)) as DicomJsonDataset }, files: mueller, root: '/dicom-web' });
+    storeResponses.push({ how: 'dicomweb-client /studies/{study}', res: { status: lastStatus(), body: JSON.parse(String(r1)) as DicomJsonDataset }, files: mueller, root: '/dicom-web' });
     const hong = byStudy('hong');
     const r2: unknown = await client.storeInstances({ datasets: hong.map((f) => toArrayBuffer(f.bytes)) });
-    storeResponses.push({ how: 'dicomweb-client /studies', res: { status: 200, body: JSON.parse(String(r2)) as DicomJsonDataset }, files: hong, root: '/dicom-web' });
+    storeResponses.push({ how: 'dicomweb-client /studies', res: { status: lastStatus(), body: JSON.parse(String(r2)) as DicomJsonDataset }, files: hong, root: '/dicom-web' });
+    assert.equal(xhrs.length, 2);
 
     // 2. raw multipart (quoted type) on /wado/studies: Yamada's and Wang's (UTF-8) studies in one body
     const raw = [...byStudy('yamada'), ...byStudy('wangUtf8')];

@@ -1,4 +1,6 @@
 import { Readable } from 'node:stream';
+import { createInflateRaw } from 'node:zlib';
+import { readPart10Header } from '../../dicom/header-reader.js';
 import { EXPLICIT_VR_LE, transferSyntax } from '../../dicom/transfer-syntax.js';
 import type { DicomJsonDataset, DicomJsonElement } from '../../dicom/types.js';
 import type { BlobStore } from '../../storage/blobs.js';
@@ -66,6 +68,8 @@ export function elementAtPath(header: DicomJsonDataset, path: string[]): DicomJs
   return undefined;
 }
 
+const WORD_SIZE: Partial<Record<string, number>> = { OW: 2, OF: 4, OL: 4, OD: 8, OV: 8 };
+
 export interface BulkValue {
   stream: Readable;
   length: number | undefined;
@@ -80,7 +84,10 @@ export async function openBulkdata(deps: RetrieveDeps, row: InstanceRow, header:
       return { stream: await deps.blobs.get(row.blobKey, { start: offset }), length: undefined };
     }
     if (length === 0) return { stream: Readable.from([]), length: 0 };
-    return { stream: await deps.blobs.get(row.blobKey, { start: offset, end: offset + length - 1 }), length };
+    const stream = await openValueRange(deps, row, offset, offset + length - 1);
+    // Bulk data is served little endian (as InlineBinary already is): swap words of big endian files.
+    const word = transferSyntax(row.transferSyntaxUid)?.littleEndian === false ? WORD_SIZE[el.vr] : undefined;
+    return { stream: word ? Readable.from(byteSwapper(word)(stream)) : stream, length };
   }
   if (el?.InlineBinary !== undefined) {
     const buf = Buffer.from(el.InlineBinary, 'base64');
@@ -113,7 +120,7 @@ export async function locateFrames(deps: RetrieveDeps, row: InstanceRow, header:
   const pixel = header['7FE00010']?._bulk ?? header['7FE00008']?._bulk ?? header['7FE00009']?._bulk;
   if (!pixel) throw new ArchiveError('NOT_FOUND', 'the instance has no pixel data');
   const ts = transferSyntax(row.transferSyntaxUid);
-  if (!ts || ts.deflated) throw new ArchiveError('NOT_ACCEPTABLE', `frames of ${row.transferSyntaxUid} instances cannot be served yet`);
+  if (!ts) throw new ArchiveError('NOT_ACCEPTABLE', `frames of ${row.transferSyntaxUid} instances cannot be served`);
   const numberOfFrames = num(header, '00280008', 1) ?? 1;
   for (const n of frameNumbers) {
     if (!Number.isInteger(n) || n < 1 || n > numberOfFrames) throw new ArchiveError('NOT_FOUND', `frame ${n} does not exist (the instance has ${numberOfFrames})`, { frame: n });
@@ -138,7 +145,7 @@ export async function locateFrames(deps: RetrieveDeps, row: InstanceRow, header:
         length: available,
         open: async () => {
           if (available === 0) return Readable.from([]);
-          const s = await deps.blobs.get(row.blobKey, { start, end: start + available - 1 });
+          const s = await openValueRange(deps, row, start, start + available - 1);
           return swap ? Readable.from(byteSwapper(swap)(s)) : s;
         },
       };
@@ -192,4 +199,37 @@ function byteSwapper(size: number): (source: AsyncIterable<unknown>) => AsyncGen
     }
     if (carry.length > 0) yield carry;
   };
+}
+
+/**
+ * Bytes [start, end] of the dataset as parsed at ingest. Offsets of deflated instances count bytes of
+ * the inflated dataset, so those are inflated on the fly (streaming, nothing buffered whole).
+ */
+export async function openValueRange(deps: RetrieveDeps, row: InstanceRow, start: number, end: number): Promise<Readable> {
+  if (!transferSyntax(row.transferSyntaxUid)?.deflated) return deps.blobs.get(row.blobKey, { start, end });
+  const header = await readPart10Header(await deps.blobs.get(row.blobKey), { bulkdataThreshold: 0 });
+  const compressed = await deps.blobs.get(row.blobKey, { start: header.datasetOffset });
+  const inflated = compressed.pipe(createInflateRaw());
+  compressed.on('error', (err) => inflated.destroy(err));
+  // Offsets of deflated instances are positions as if the dataset were inflated in place.
+  return Readable.from(sliceStream(inflated, start - header.datasetOffset, end - header.datasetOffset));
+}
+
+async function* sliceStream(source: Readable, start: number, end: number): AsyncGenerator<Buffer> {
+  let pos = 0;
+  try {
+    for await (const raw of source) {
+      const chunk = raw as Buffer;
+      const chunkEnd = pos + chunk.length;
+      if (chunkEnd > start) {
+        const from = Math.max(0, start - pos);
+        const to = Math.min(chunk.length, end + 1 - pos);
+        if (to > from) yield chunk.subarray(from, to);
+      }
+      pos = chunkEnd;
+      if (pos > end) break;
+    }
+  } finally {
+    source.destroy();
+  }
 }

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { LocatedInstance } from '../../archive/retrieve/retrieve.js';
 import { acceptFromQuery, negotiate, type MediaRange } from '../../dicom/media-types.js';
-import { EXPLICIT_VR_LE, transferSyntax } from '../../dicom/transfer-syntax.js';
+import { EXPLICIT_VR_LE, IMPLICIT_VR_LE, transferSyntax } from '../../dicom/transfer-syntax.js';
 import type { DicomJsonDataset, DicomJsonElement } from '../../dicom/types.js';
 import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
@@ -158,7 +158,9 @@ export function registerWado(app: FastifyInstance, opts: DicomwebRouteOptions): 
     const frames = await archive.frames(ctx, { studyUid: p.study, seriesUid: p.series as string, sopUid: p.instance as string }, numbers.map(Number));
     const requested = chosen.transferSyntax;
     for (const f of frames) {
-      const ok = requested === '*' || requested === f.transferSyntaxUid || (requested === undefined && !transferSyntax(f.transferSyntaxUid)?.encapsulated);
+      // Native frames are the same bytes in Implicit and Explicit VR Little Endian.
+      const native = !transferSyntax(f.transferSyntaxUid)?.encapsulated;
+      const ok = requested === '*' || requested === f.transferSyntaxUid || (native && (requested === undefined || requested === IMPLICIT_VR_LE));
       if (!ok) {
         return sendError(reply, 406, 'NOT_ACCEPTABLE', `frames stored as ${f.transferSyntaxUid} cannot be decoded or transcoded yet; ask for transfer-syntax=*`, { transferSyntax: requested ?? EXPLICIT_VR_LE });
       }
@@ -166,7 +168,8 @@ export function registerWado(app: FastifyInstance, opts: DicomwebRouteOptions): 
     async function* parts(): AsyncGenerator<ResponsePart> {
       for (const f of frames) {
         // Exact spelling matters: OHIF's loader matches this part header case-sensitively.
-        yield { headers: { 'Content-Type': `application/octet-stream; transfer-syntax=${f.transferSyntaxUid}` }, open: () => f.open() };
+        const label = requested === IMPLICIT_VR_LE ? IMPLICIT_VR_LE : f.transferSyntaxUid;
+        yield { headers: { 'Content-Type': `application/octet-stream; transfer-syntax=${label}` }, open: () => f.open() };
       }
     }
     const { contentType, body } = multipartResponse('application/octet-stream', parts());
