@@ -15,6 +15,7 @@ interface ProfileNode {
   callFrame: CallFrame;
 }
 interface CpuProfile {
+  startTime: number;
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -57,15 +58,42 @@ function area(frame: CallFrame): string {
   return where;
 }
 
-export async function summarizeCpuProfile(file: string, top = 20): Promise<ProfileSummary> {
+/**
+ * A time window in microseconds of CLOCK_MONOTONIC — the clock of both V8's profile timestamps
+ * and process.hrtime on Linux, so a window measured in the bench selects the server's samples.
+ */
+export interface Window {
+  readonly label: string;
+  readonly startUs: number;
+  readonly endUs: number;
+}
+
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+export async function summarizeCpuProfile(file: string, top = 20, window?: Window): Promise<ProfileSummary> {
   const profile = JSON.parse(await readFile(file, 'utf8')) as CpuProfile;
+  return summarize(profile, top, window);
+}
+
+/** One summary for the whole profile and one per window. */
+export async function summarizeCpuProfileByWindow(file: string, top: number, windows: readonly Window[]): Promise<{ all: ProfileSummary; windows: (ProfileSummary & { label: string })[] }> {
+  const profile = JSON.parse(await readFile(file, 'utf8')) as CpuProfile;
+  return { all: summarize(profile, top), windows: windows.map((w) => ({ label: w.label, ...summarize(profile, top, w) })) };
+}
+
+function summarize(profile: CpuProfile, top: number, window?: Window): ProfileSummary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const fn = new Map<string, { name: string; where: string; us: number }>();
   const areas = new Map<string, number>();
   let idle = 0;
   let busy = 0;
+  let t = profile.startTime;
   profile.samples.forEach((id, i) => {
     const dt = profile.timeDeltas[i] ?? 0;
+    t += dt;
+    if (window && (t < window.startUs || t > window.endUs)) return;
     const node = byId.get(id);
     if (!node) return;
     const f = node.callFrame;
@@ -91,9 +119,9 @@ export async function summarizeCpuProfile(file: string, top = 20): Promise<Profi
   };
 }
 
-export function formatProfile(s: ProfileSummary): string {
+export function formatProfile(s: ProfileSummary, label = 'the whole run'): string {
   const pct = (x: number): string => `${(x * 100).toFixed(1).padStart(5)}%`;
-  const lines = [`CPU profile of the server: ${(s.busyMs / 1000).toFixed(1)} s busy, ${(s.idleMs / 1000).toFixed(1)} s idle`, '', 'Self time by function:'];
+  const lines = [`CPU profile of the server's main thread, ${label}: ${(s.busyMs / 1000).toFixed(1)} s busy, ${(s.idleMs / 1000).toFixed(1)} s idle`, '', 'Self time by function:'];
   for (const f of s.functions) lines.push(`  ${pct(f.share)} ${f.ms.toFixed(0).padStart(7)} ms  ${f.name}  ${f.where}`);
   lines.push('', 'Self time by area:');
   for (const a of s.areas) lines.push(`  ${pct(a.share)} ${a.ms.toFixed(0).padStart(7)} ms  ${a.name}`);

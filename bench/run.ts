@@ -8,7 +8,7 @@
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { formatProfile, summarizeCpuProfile, type ProfileSummary } from './cpu-profile.js';
+import { formatProfile, monotonicUs, summarizeCpuProfileByWindow, type ProfileSummary } from './cpu-profile.js';
 import { loadCorpus, prepareCorpus, runSearches, SEARCH_KINDS, type QidoLoadFigures, type QidoSearchFigures } from './phases/qido.js';
 import { prepareStow, runStow, type StowFigures } from './phases/stow.js';
 import { runWado, type WadoFigures } from './phases/wado.js';
@@ -86,6 +86,9 @@ interface PhaseAccount {
   readonly benchCpuSeconds: number;
   /** 1-minute load average at the end of the phase (other work on the machine shows here). */
   readonly loadAverage: number;
+  /** CLOCK_MONOTONIC microseconds, to pick this phase's samples out of a CPU profile. */
+  readonly startUs: number;
+  readonly endUs: number;
 }
 
 interface Results {
@@ -103,7 +106,7 @@ interface Results {
   peakRssBytes?: number;
   rssBytes?: number;
   stowNoFsync?: StowFigures & { peakRssBytes: number };
-  cpuProfile?: ProfileSummary & { file: string };
+  cpuProfile?: { file: string; all: ProfileSummary; phases: (ProfileSummary & { label: string })[] };
   rows?: (Row & { verdict: string })[];
 }
 
@@ -137,6 +140,7 @@ async function main(): Promise<void> {
   sample('start');
   const phase = async <T>(name: string, srv: ServerProcess, body: () => Promise<T>): Promise<T> => {
     const wall0 = Date.now();
+    const startUs = monotonicUs();
     const server0 = srv.cpuSeconds();
     const bench0 = process.cpuUsage();
     const value = await body();
@@ -147,6 +151,8 @@ async function main(): Promise<void> {
       serverCpuSeconds: srv.cpuSeconds() - server0,
       benchCpuSeconds: (bench.user + bench.system) / 1e6,
       loadAverage: os.loadavg()[0] ?? Number.NaN,
+      startUs,
+      endUs: monotonicUs(),
     });
     return value;
   };
@@ -182,7 +188,10 @@ async function main(): Promise<void> {
 
   if (profileDir) {
     const file = await mainThreadCpuProfile(profileDir);
-    if (file) results.cpuProfile = { file, ...(await summarizeCpuProfile(file, 25)) };
+    if (file) {
+      const windows = results.phases.map((p) => ({ label: p.phase, startUs: p.startUs, endUs: p.endUs }));
+      results.cpuProfile = { file, ...(await summarizeCpuProfileByWindow(file, 25, windows)) };
+    }
     else log('no CPU profile was written');
   }
 
@@ -208,7 +217,10 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${formatTable(title, rows)}\n`);
   process.stdout.write(`\n${qidoTable(results.qido)}\n`);
   process.stdout.write(`\n${phaseTable(results.phases)}\n`);
-  if (results.cpuProfile) process.stdout.write(`\n${formatProfile(results.cpuProfile)}\n(profile: ${results.cpuProfile.file})\n`);
+  if (results.cpuProfile) {
+    for (const p of results.cpuProfile.phases) process.stdout.write(`\n${formatProfile(p, p.label)}\n`);
+    process.stdout.write(`\n(profile: ${results.cpuProfile.file}; summarise it again with node --import tsx bench/cpu-profile.ts FILE)\n`);
+  }
 
   const outDir = path.join(os.tmpdir(), 'pacsnode-bench');
   await mkdir(outDir, { recursive: true });

@@ -205,6 +205,32 @@ describe('DICOMweb over a real server: corpus round trip', () => {
     assert.ok(namedParts[0]?.body.equals(jpeg.bytes));
   });
 
+  it('(a) Accept parsing is tolerant: several ranges, q-values, quoted or unquoted parameters', async () => {
+    const f = corpus.file('rle');
+    const url = `${srv.url}/wado${instancePath(f)}`;
+    const cases: [string, 'multipart' | 'single'][] = [
+      ['multipart/related; type=application/dicom', 'multipart'],
+      ['multipart/related;type="application/dicom";transfer-syntax=*', 'multipart'],
+      ['application/dicom;q=0.4, multipart/related; type="application/dicom"; q=0.9', 'multipart'],
+      ['multipart/related; type="application/dicom"; q=0.1, application/dicom', 'single'],
+      ['text/html;q=1, application/dicom;q=0.5', 'single'],
+    ];
+    for (const [accept, kind] of cases) {
+      const res = await get(url, { Accept: accept });
+      assert.equal(res.status, 200, accept);
+      if (kind === 'single') {
+        assert.match(String(res.headers['content-type']), /^application\/dicom\b/, accept);
+        assert.ok(res.body.equals(f.bytes), accept);
+      } else {
+        const parts = await parseMultipartResponse(res);
+        assert.ok(parts[0]?.body.equals(f.bytes), accept);
+        assert.equal(parts[0]?.headers['content-type'], `application/dicom; transfer-syntax=${TS.RLE}`);
+      }
+    }
+    // another transfer syntax than the stored one cannot be transcoded yet: 406
+    assertJsonError(await get(url, { Accept: `${MULTIPART_DICOM}; transfer-syntax=${TS.JPEG_BASELINE}` }), 406);
+  });
+
   it('(a) retrieve of unknown UIDs is 404 and a malformed UID in the path is 400, both in the JSON error shape', async () => {
     const f = corpus.file('ct512');
     assertJsonError(await get(`${srv.url}/wado/studies/${generateUid()}`, { Accept: MULTIPART_DICOM }), 404);
@@ -748,6 +774,27 @@ describe('STOW-RS request size limit', () => {
     const small = simpleInstance({});
     assert.ok(small.bytes.length < 1900);
     assert.equal((await stow(`${srv.url}/wado/studies`, [small.bytes])).status, 200);
+  });
+
+  it('a chunked body (no Content-Length) that crosses max_request_bytes: the part in flight fails A700 (0xA700), the stored one stays', async () => {
+    const first = simpleInstance({});
+    const second = simpleInstance({ studyUid: first.studyUid });
+    const boundary = newBoundary();
+    const body = multipartBody([{ body: first.bytes }, { body: second.bytes }], boundary);
+    assert.ok(body.length > 2000 && first.bytes.length + 200 < 2000);
+    const res = await request(`${srv.url}/wado/studies`, {
+      method: 'POST',
+      headers: { 'Content-Type': `multipart/related; type="application/dicom"; boundary=${boundary}`, 'Transfer-Encoding': 'chunked' },
+      body,
+    });
+    // the first part lies wholly within the limit: it must be stored even when its last bytes and the
+    // crossing bytes arrive in the same chunk
+    assert.equal(res.status, 202, `expected the first instance stored and the second failed: ${res.status} ${res.text().slice(0, 300)}`);
+    const out = res.json<DicomJsonDataset>();
+    assert.deepEqual(items(out, '00081199').map((i) => stringValue(i, '00081155')), [first.sopUid]);
+    assert.deepEqual(failedReasons(out), [0xa700]);
+    const q = await qido(`${srv.url}/wado`, `/studies/${first.studyUid}/instances`);
+    assert.deepEqual(q.results.map((d) => stringValue(d, '00080018')), [first.sopUid]);
   });
 });
 

@@ -40,6 +40,9 @@ async function* limited(body: AsyncIterable<Uint8Array>, max: number, onExceeded
   for await (const chunk of body) {
     total += chunk.length;
     if (max > 0 && total > max) {
+      // Pass on the bytes still under the limit: a part that ends before it is stored.
+      const allowed = chunk.length - (total - max);
+      if (allowed > 0) yield chunk.subarray(0, allowed);
       onExceeded();
       throw new RequestLimitExceeded();
     }
