@@ -190,7 +190,8 @@ async function main(): Promise<void> {
     const file = await mainThreadCpuProfile(profileDir);
     if (file) {
       const windows = results.phases.map((p) => ({ label: p.phase, startUs: p.startUs, endUs: p.endUs }));
-      results.cpuProfile = { file, ...(await summarizeCpuProfileByWindow(file, 25, windows)) };
+      const summary = await summarizeCpuProfileByWindow(file, 25, windows);
+      results.cpuProfile = { file, all: summary.all, phases: summary.windows };
     }
     else log('no CPU profile was written');
   }
