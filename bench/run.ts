@@ -16,6 +16,9 @@ import { formatTable, verdict, type Row } from './report.js';
 import { mainThreadCpuProfile, startServerProcess, stopAllServers, type Memory, type ServerProcess } from './server-process.js';
 import { MiB } from './stats.js';
 
+/** A bad command line: reported without a stack trace. */
+class UsageError extends Error {}
+
 interface Plan {
   readonly stowInstances: number;
   readonly stowBatch: number;
@@ -52,8 +55,8 @@ function parseArgs(argv: readonly string[]): Args {
     else if (a === '--skip-no-fsync-run') args.noFsyncRun = false;
     else if (a === '--profile' || a?.startsWith('--profile=')) {
       const value = a === '--profile' ? argv[++i] : a.slice('--profile='.length);
-      if (value === 'production') throw new Error('--profile production (PostgreSQL + S3) arrives with the production-profile issue');
-      if (value !== 'standalone') throw new Error(`--profile must be standalone (got ${value ?? 'nothing'})`);
+      if (value === 'production') throw new UsageError('--profile production (PostgreSQL + S3) arrives with the production-profile issue');
+      if (value !== 'standalone') throw new UsageError(`--profile must be standalone (got ${value ?? 'nothing'})`);
     } else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'npm run bench [-- --quick] [--profile standalone] [--cpu-prof] [--skip-no-fsync-run]\n' +
@@ -63,7 +66,7 @@ function parseArgs(argv: readonly string[]): Args {
           '  --skip-no-fsync-run   leave out the second STOW run with filesystem_storage.fsync = false\n',
       );
       process.exit(0);
-    } else throw new Error(`unknown argument ${a ?? ''}`);
+    } else throw new UsageError(`unknown argument ${a ?? ''} (see --help)`);
   }
   return args;
 }
@@ -225,7 +228,7 @@ async function main(): Promise<void> {
 
   const outDir = path.join(os.tmpdir(), 'pacsnode-bench');
   await mkdir(outDir, { recursive: true });
-  const outFile = path.join(outDir, 'latest.json');
+  const outFile = path.join(outDir, args.quick ? 'latest-quick.json' : 'latest.json');
   await writeFile(outFile, `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(`\nFigures written to ${outFile}\n`);
 }
@@ -308,7 +311,8 @@ let exiting = false;
 async function fail(err: unknown): Promise<void> {
   if (exiting) return;
   exiting = true;
-  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  const text = err instanceof UsageError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+  process.stderr.write(`bench failed: ${text}\n`);
   await stopAllServers();
   process.exit(1);
 }
