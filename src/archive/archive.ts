@@ -101,12 +101,12 @@ export function createArchive(deps: ArchiveDeps): Archive {
     async query(ctx, input) {
       authorize(policy, ctx, 'read', input.studyUid !== undefined ? { studyUid: input.studyUid } : undefined);
       const query = buildQuery(input, settings);
-      const rows = await metadata.query(query);
+      // One row more than asked tells whether more exist; only then is the exact count worth its cost.
+      const rows = await metadata.query({ ...query, limit: query.limit + 1 });
+      const more = rows.rows.length > query.limit;
+      if (more) rows.rows.length = query.limit;
       const datasets = buildResultDatasets(query, rows, input);
-      let remaining = 0;
-      if (datasets.length === query.limit) {
-        remaining = Math.max(0, (await metadata.count(query)) - query.offset - datasets.length);
-      }
+      const remaining = more ? Math.max(1, (await metadata.count(query)) - query.offset - datasets.length) : 0;
       return { query, datasets, remaining };
     },
     async locate(ctx, scope, options) {

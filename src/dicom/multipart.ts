@@ -88,6 +88,8 @@ class Scanner {
   readonly delimiter: Buffer;
   /** 'body' while inside a part, 'end' after the close delimiter. */
   state: 'preamble' | 'headers' | 'body' | 'end' = 'preamble';
+  /** Body bytes known to hold no delimiter start, handed out before `buf` (see pull). */
+  private carry: Buffer | undefined;
   private readonly source: AsyncIterator<Uint8Array | string>;
 
   constructor(
@@ -112,6 +114,17 @@ class Scanner {
       }
       const chunk = toBuffer(r.value);
       if (chunk.length === 0) continue;
+      if (this.state === 'body' && this.buf.length > 0 && this.buf.length < this.delimiter.length && chunk.length >= this.delimiter.length) {
+        // The kept-back tail is usually plain body data: when no delimiter starts in it, hand it out
+        // as its own piece instead of copying every chunk of a large part onto it.
+        const joint = Buffer.concat([this.buf, chunk.subarray(0, this.delimiter.length)]);
+        const at = joint.indexOf(this.delimiter);
+        if (at < 0 || at >= this.buf.length) {
+          this.carry = this.buf;
+          this.buf = chunk;
+          return true;
+        }
+      }
       this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
       return true;
     }
@@ -237,6 +250,11 @@ class Scanner {
    */
   tryBodyPiece(): Buffer | null | typeof MORE {
     if (this.state !== 'body') return null;
+    if (this.carry !== undefined) {
+      const carried = this.carry;
+      this.carry = undefined;
+      return carried;
+    }
     const found = this.findDelimiter(0);
     if (found !== undefined && found.c.kind !== 'more') {
       const piece = this.buf.subarray(0, found.at);

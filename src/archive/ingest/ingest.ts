@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { PassThrough } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { HeaderError, readPart10Header, type ParsedHeader } from '../../dicom/header-reader.js';
 import { isKnownTransferSyntax } from '../../dicom/transfer-syntax.js';
 import type { DicomJsonDataset } from '../../dicom/types.js';
@@ -8,6 +8,7 @@ import { newBlobKey, type BlobStore } from '../../storage/blobs.js';
 import type { InstanceRecord, MetadataStore } from '../../storage/metadata.js';
 import type { ArchiveSettings, CallContext, Logger } from '../context.js';
 import type { EventBus } from '../events.js';
+import { chunksOf } from '../../util/chunks.js';
 import { ChunkQueue } from './chunk-queue.js';
 import { extractIndexValues } from './index-values.js';
 import { IngestFailure, IngestWarning, type IngestOutcome } from './outcome.js';
@@ -23,7 +24,7 @@ export interface IngestDeps {
 
 export interface IngestInput {
   /** A Part-10 stream (preamble, DICM, File Meta, dataset). Read exactly once, with backpressure. */
-  body: AsyncIterable<Uint8Array>;
+  body: AsyncIterable<Uint8Array> | Readable;
   /** STOW-RS /studies/{study}: instances of another study fail with STUDY_MISMATCH (A901). */
   expectedStudyUid?: string;
 }
@@ -82,7 +83,7 @@ export async function ingestInstance(deps: IngestDeps, ctx: CallContext, input: 
   let size = 0;
   let early: IngestOutcome | undefined;
   try {
-    for await (const chunk of input.body) {
+    for await (const chunk of chunksOf(input.body)) {
       if (sinkFailed) continue; // drain the rest of this input so the next multipart part can be read
       size += chunk.length;
       if (settings.maxInstanceBytes > 0 && size > settings.maxInstanceBytes) {

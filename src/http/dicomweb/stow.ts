@@ -4,6 +4,7 @@ import { IngestFailure, IngestWarning, type IngestOutcome } from '../../archive/
 import { MultipartError, parseContentType, parseMultipart } from '../../dicom/multipart.js';
 import type { DicomJsonDataset, DicomJsonElement } from '../../dicom/types.js';
 import { isValidUid } from '../../dicom/uid.js';
+import { chunksOf } from '../../util/chunks.js';
 import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
 import { resourceUrl, serviceUrl, type DicomwebRouteOptions } from './context.js';
@@ -35,9 +36,9 @@ class RequestLimitExceeded extends Error {
 }
 
 /** Counts request bytes and fails the stream once the limit is crossed (SPEC §3: stops reading). */
-async function* limited(body: AsyncIterable<Uint8Array>, max: number, onExceeded: () => void): AsyncGenerator<Uint8Array> {
+async function* limited(body: Readable, max: number, onExceeded: () => void): AsyncGenerator<Uint8Array> {
   let total = 0;
-  for await (const chunk of body) {
+  for await (const chunk of chunksOf(body)) {
     total += chunk.length;
     if (max > 0 && total > max) {
       // Pass on the bytes still under the limit: a part that ends before it is stored.

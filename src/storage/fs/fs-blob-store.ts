@@ -45,10 +45,25 @@ function fileWriter(fh: FileHandle): Writable {
       writeFully(fh, chunk).then(() => callback(), callback);
     },
     writev(chunks, callback) {
-      const buf = Buffer.concat(chunks.map((c) => c.chunk as Buffer));
-      writeFully(fh, buf).then(() => callback(), callback);
+      writevFully(fh, chunks.map((c) => c.chunk as Buffer)).then(() => callback(), callback);
     },
   });
+}
+
+/** One writev for queued chunks (no copy into a joined buffer); a short write finishes piecewise. */
+async function writevFully(fh: FileHandle, bufs: Buffer[]): Promise<void> {
+  const total = bufs.reduce((n, b) => n + b.length, 0);
+  const { bytesWritten } = await fh.writev(bufs);
+  if (bytesWritten === total) return;
+  let skip = bytesWritten;
+  for (const b of bufs) {
+    if (skip >= b.length) {
+      skip -= b.length;
+      continue;
+    }
+    await writeFully(fh, b.subarray(skip));
+    skip = 0;
+  }
 }
 
 async function writeFully(fh: FileHandle, buf: Buffer): Promise<void> {
@@ -90,9 +105,15 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
     return tmpReady;
   }
 
+  /** Directories known to exist: keys share a few `YYYY/MM` folders, so mkdir is rarely needed. */
+  const knownDirs = new Set<string>();
+
   /** mkdir -p, then (with fsync) make the new directory entries durable in their parents. */
   async function ensureDir(dir: string): Promise<void> {
+    if (knownDirs.has(dir)) return;
     const first = await mkdir(dir, { recursive: true });
+    if (knownDirs.size > 10_000) knownDirs.clear();
+    knownDirs.add(dir);
     if (!doFsync || first === undefined) return;
     let d = dir;
     const toSync: string[] = [];
@@ -150,7 +171,13 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
       // An abort that arrives after the last byte still wins, as long as nothing is visible yet.
       signal?.throwIfAborted();
       await ensureDir(dirname(target));
-      await rename(tmp, target);
+      await rename(tmp, target).catch(async (e: unknown) => {
+        if (!isErrno(e, 'ENOENT')) throw e;
+        // The folder was removed since it was created (by hand): create it again once.
+        knownDirs.delete(dirname(target));
+        await ensureDir(dirname(target));
+        await rename(tmp, target);
+      });
       committed = true;
       if (doFsync) await fsyncPath(dirname(target));
       return { key, size };
@@ -190,7 +217,8 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
       await fh.close();
       return Readable.from([]);
     }
-    return fh.createReadStream({ start, end, autoClose: true });
+    // Large reads: retrieve streams whole instances; 64 KiB reads cost a syscall round trip each.
+    return fh.createReadStream({ start, end, autoClose: true, highWaterMark: 512 * 1024 });
   }
 
   async function stat(key: string): Promise<BlobStat | undefined> {

@@ -63,8 +63,10 @@ function rangeOn(ref: RawBuilder<unknown>, from: string | undefined, to: string 
     if (t !== undefined) parts.push(sql<SqlBool>`${ref} <= ${t}`);
   } else {
     if (from !== undefined && from !== '') parts.push(sql<SqlBool>`${ref} >= ${from}`);
-    // Compare the upper bound on its own length, so `-1100` includes 11:00:59 and a DA bound its whole day.
-    if (to !== undefined && to !== '') parts.push(sql<SqlBool>`SUBSTR(${ref}, 1, ${to.length}) <= ${to}`);
+    // The upper bound covers every value it is a prefix of (`-1100` includes 11:00:59, a DA bound its
+    // whole day): DA/TM/DT text is digits, '.', '+' and '-', all below '~', so `<= to || '~'` does it
+    // while keeping the column's index usable (a SUBSTR() would not).
+    if (to !== undefined && to !== '') parts.push(sql<SqlBool>`${ref} <= ${`${to}~`}`);
   }
   // A range needs a value: empty/absent values never match a range.
   parts.push(sql<SqlBool>`${ref} IS NOT NULL`);

@@ -35,7 +35,25 @@ export function createSqliteMetadataStore(options: SqliteMetadataStoreOptions): 
   // DICOM wildcard matching is case-sensitive (PN is matched on normalised columns).
   raw.pragma('case_sensitive_like = ON');
 
-  const db = new Kysely<IndexDatabase>({ dialect: new SqliteDialect({ database: raw }) });
+  // kysely prepares every statement anew; the hot paths (ingest, QIDO) repeat the same few SQL
+  // texts, so prepared statements are kept by text (SQLite re-prepares them itself after a schema
+  // change). The store never iterates a statement lazily, so one statement is never busy twice.
+  const statements = new Map<string, Database.Statement>();
+  const database = {
+    prepare(text: string): Database.Statement {
+      let stmt = statements.get(text);
+      if (!stmt) {
+        if (statements.size >= 1000) statements.clear();
+        stmt = raw.prepare(text);
+        statements.set(text, stmt);
+      }
+      return stmt;
+    },
+    close(): void {
+      raw.close();
+    },
+  };
+  const db = new Kysely<IndexDatabase>({ dialect: new SqliteDialect({ database }) });
   const migrations = options.migrations ?? SQLITE_MIGRATIONS;
 
   const migrationDriver: MigrationDriver = {
@@ -74,22 +92,12 @@ export function createSqliteMetadataStore(options: SqliteMetadataStoreOptions): 
     },
   };
 
+  const groupCommit = createGroupCommit(db);
   let closed = false;
   return createSqlMetadataStore({
     db,
     dialect: sqliteDialect,
-    writeTransaction: (fn) =>
-      db.connection().execute(async (conn) => {
-        await sql`BEGIN IMMEDIATE`.execute(conn);
-        try {
-          const result = await fn(conn);
-          await sql`COMMIT`.execute(conn);
-          return result;
-        } catch (e) {
-          await sql`ROLLBACK`.execute(conn).catch(() => undefined);
-          throw e;
-        }
-      }),
+    writeTransaction: (fn) => groupCommit.run(fn),
     // Holding kysely's connection keeps every other query out while raw SQL runs on the same handle.
     migrate: () => db.connection().execute(async () => void (await runMigrations(migrationDriver, migrations))),
     close: async () => {
@@ -100,4 +108,84 @@ export function createSqliteMetadataStore(options: SqliteMetadataStoreOptions): 
       if (raw.open) raw.close();
     },
   });
+}
+
+type WriteFn<T> = (trx: Kysely<IndexDatabase>) => Promise<T>;
+
+interface PendingWrite {
+  fn: WriteFn<unknown>;
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Group commit: write transactions that arrive while the database is busy (SQLite runs on the
+ * event loop, and with synchronous = FULL every COMMIT waits for an fsync) are committed together,
+ * one SAVEPOINT each so a failing one rolls back alone. Nobody is answered before the COMMIT that
+ * holds their change has returned, so durability is unchanged; the fsync is shared.
+ */
+function createGroupCommit(db: Kysely<IndexDatabase>): { run<T>(fn: WriteFn<T>): Promise<T> } {
+  const pending: PendingWrite[] = [];
+  let draining = false;
+  const MAX_BATCH = 64;
+
+  async function drain(): Promise<void> {
+    try {
+      while (pending.length > 0) {
+        const batch = pending.splice(0, MAX_BATCH);
+        // A failure outside the transaction body (e.g. the store was closed) still answers everyone.
+        await db.connection().execute(async (conn) => {
+          try {
+            await sql`BEGIN IMMEDIATE`.execute(conn);
+          } catch (e) {
+            for (const p of batch) p.reject(e);
+            return;
+          }
+          const outcomes: ({ ok: true; value: unknown } | { ok: false; err: unknown })[] = [];
+          for (const p of batch) {
+            await sql`SAVEPOINT write_item`.execute(conn);
+            try {
+              const value = await p.fn(conn);
+              await sql`RELEASE write_item`.execute(conn);
+              outcomes.push({ ok: true, value });
+            } catch (err) {
+              await sql`ROLLBACK TO write_item`.execute(conn).catch(() => undefined);
+              await sql`RELEASE write_item`.execute(conn).catch(() => undefined);
+              outcomes.push({ ok: false, err });
+            }
+          }
+          try {
+            await sql`COMMIT`.execute(conn);
+          } catch (e) {
+            await sql`ROLLBACK`.execute(conn).catch(() => undefined);
+            for (const p of batch) p.reject(e);
+            return;
+          }
+          batch.forEach((p, i) => {
+            const o = outcomes[i];
+            if (o?.ok) p.resolve(o.value);
+            else p.reject(o?.err);
+          });
+        }).catch((e: unknown) => {
+          // Promises settle once: those already answered ignore this.
+          for (const p of batch) p.reject(e);
+        });
+      }
+    } finally {
+      draining = false;
+    }
+  }
+
+  return {
+    run<T>(fn: WriteFn<T>): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        pending.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+        if (!draining) {
+          draining = true;
+          // Let writes that became ready in this turn of the event loop join the same transaction.
+          setImmediate(() => void drain());
+        }
+      });
+    },
+  };
 }
