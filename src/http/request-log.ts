@@ -20,7 +20,8 @@ export class PhiSafeLogController extends LogController {
   }
 
   override defaultErrorLog(error: Error, request: FastifyRequest, reply: FastifyReply): void {
-    const line = { method: request.method, path: pathOnly(request.url), statusCode: reply.statusCode, err: error.message };
+    // The code, not the message: a message may quote the offending query value (a birth date, a name).
+    const line = { method: request.method, path: pathOnly(request.url), statusCode: reply.statusCode, code: (error as { code?: string }).code };
     if (reply.statusCode >= 500) reply.log.error(line, 'request failed');
     else reply.log.info(line, 'request rejected');
   }

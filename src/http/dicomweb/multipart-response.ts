@@ -1,25 +1,45 @@
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { closeDelimiter, multipartBoundary, multipartContentType, partHeader } from '../../dicom/multipart.js';
 
 export interface ResponsePart {
   headers: Record<string, string>;
-  open(): Promise<AsyncIterable<unknown>>;
+  open(): Promise<Readable | AsyncIterable<unknown>>;
 }
 
 /**
  * A multipart/related response body streamed part by part: each part's source is opened only when
- * the previous one is done, so memory does not grow with the study and the socket sets the pace.
+ * the previous one is done and piped straight into the response (no per-chunk copies), so memory
+ * does not grow with the study and the socket sets the pace.
  */
 export function multipartResponse(type: string, parts: AsyncIterable<ResponsePart>): { contentType: string; body: Readable } {
   const boundary = multipartBoundary();
-  async function* generate(): AsyncGenerator<Buffer> {
+  const body = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const pump = async (): Promise<void> => {
     let first = true;
     for await (const part of parts) {
-      yield partHeader(boundary, part.headers, first);
+      if (body.destroyed) return;
+      const header = partHeader(boundary, part.headers, first);
       first = false;
-      for await (const chunk of await part.open()) yield chunk as Buffer;
+      if (!body.write(header)) await drained(body);
+      const source = await part.open();
+      const readable = source instanceof Readable ? source : Readable.from(source);
+      await pipeline(readable, body, { end: false });
     }
-    yield closeDelimiter(boundary);
-  }
-  return { contentType: multipartContentType(type, boundary), body: Readable.from(generate(), { objectMode: false }) };
+    body.end(closeDelimiter(boundary));
+  };
+  pump().catch((err: unknown) => body.destroy(err instanceof Error ? err : new Error(String(err))));
+  return { contentType: multipartContentType(type, boundary), body };
+}
+
+function drained(stream: PassThrough): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.once('drain', done);
+    stream.once('close', done);
+  });
 }

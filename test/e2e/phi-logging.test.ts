@@ -1,0 +1,68 @@
+// SPEC §8: patient names, IDs and birth dates never reach the logs — requests log paths (UIDs), not queries.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config/load.js';
+import { startServer, type RunningServer } from '../../src/main.js';
+import { generateUid } from '../../src/dicom/uids.js';
+import { writePart10 } from '../../src/dicom/writer.js';
+
+describe('logs carry no PHI', () => {
+  let server: RunningServer;
+  let dir: string;
+  let logged = '';
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'pacsnode-phi-'));
+    const config = loadConfig({
+      env: { PACS_SERVER__HTTP_PORT: '0', PACS_SERVER__HTTP_HOST: '127.0.0.1', PACS_STORAGE__GC_INTERVAL_SECS: '0', PACS_LOGGING__LEVEL: 'debug' },
+      cwd: dir,
+      packageRoot: dir,
+    });
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        logged += chunk.toString('utf8');
+        cb();
+      },
+    });
+    server = await startServer(config, { logger: pino({ level: 'debug' }, sink) });
+  });
+  after(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('logs neither the stored patient data nor the query values', async () => {
+    const sop = generateUid();
+    const study = generateUid();
+    const file = writePart10({
+      dataset: [
+        { tag: '00080016', vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' },
+        { tag: '00080018', vr: 'UI', value: sop },
+        { tag: '00100010', vr: 'PN', value: 'Secretname^Zelda' },
+        { tag: '00100020', vr: 'LO', value: 'PIDSECRET77' },
+        { tag: '00100030', vr: 'DA', value: '19310205' },
+        { tag: '0020000D', vr: 'UI', value: study },
+        { tag: '0020000E', vr: 'UI', value: generateUid() },
+      ],
+      transferSyntaxUid: '1.2.840.10008.1.2.1',
+      sopClassUid: '1.2.840.10008.5.1.4.1.1.7',
+      sopInstanceUid: sop,
+    });
+    const stored = await fetch(`${server.httpUrl}/wado/studies`, { method: 'POST', headers: { 'content-type': 'application/dicom' }, body: file });
+    assert.equal(stored.status, 200);
+    const found = await fetch(`${server.httpUrl}/wado/studies?PatientName=Secretname*&PatientID=PIDSECRET77`);
+    assert.equal(found.status, 200);
+    assert.equal(((await found.json()) as unknown[]).length, 1);
+    const bad = await fetch(`${server.httpUrl}/wado/studies?PatientBirthDate=1931020X`);
+    assert.equal(bad.status, 400);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(logged.includes(study) || logged.includes('/wado/studies'), 'requests are logged');
+    for (const phi of ['Secretname', 'Zelda', 'PIDSECRET77', '19310205', '1931020X']) {
+      assert.ok(!logged.includes(phi), `the log contains ${phi}`);
+    }
+  });
+});
