@@ -13,7 +13,11 @@ import type { Logger } from './logging.js';
 import type { BlobStore } from './storage/blobs.js';
 import { createFsBlobStore } from './storage/fs/fs-blob-store.js';
 import type { MetadataStore } from './storage/metadata.js';
-import { createSqliteMetadataStore } from './storage/sqlite/sqlite-metadata-store.js';
+import { createSqliteStores } from './storage/sqlite/sqlite-metadata-store.js';
+import type { JobStore } from './storage/jobs.js';
+import type { NodeStore } from './storage/nodes.js';
+import { createJobService, type JobService } from './archive/jobs.js';
+import { createNodeService, type NodeService } from './archive/nodes.js';
 
 export interface RunOptions {
   readonly logger: Logger;
@@ -26,6 +30,8 @@ export interface RunningServer {
   readonly http: FastifyInstance;
   /** e.g. http://127.0.0.1:8042 */
   readonly httpUrl: string;
+  readonly nodes: NodeService;
+  readonly jobs: JobService;
   close(): Promise<void>;
 }
 
@@ -48,6 +54,10 @@ export function archiveSettings(config: Config): ArchiveSettings {
 export interface Stores {
   metadata: MetadataStore;
   blobs: BlobStore;
+  nodes: NodeStore;
+  jobs: JobStore;
+  /** Closes everything opened (the SQLite connection is shared by metadata, nodes and jobs). */
+  close(): Promise<void>;
 }
 
 /** Opens the configured MetadataStore and BlobStore (and migrates when run_migrations is on). */
@@ -61,27 +71,39 @@ export async function openStores(config: Config, logger: Logger, options: { migr
   const dbPath = sqlitePathFromUrl(config.database.url, process.cwd());
   if (dbPath !== ':memory:') mkdirSync(path.dirname(dbPath), { recursive: true });
   mkdirSync(config.filesystem_storage.root, { recursive: true });
-  const metadata = await createSqliteMetadataStore({ path: dbPath });
+  const sqlite = createSqliteStores({ path: dbPath });
   try {
-    if (options.migrate ?? config.database.run_migrations) await metadata.migrate();
+    if (options.migrate ?? config.database.run_migrations) await sqlite.migrate();
   } catch (err) {
-    await metadata.close();
+    await sqlite.close();
     throw err;
   }
   const blobs = createFsBlobStore({ root: config.filesystem_storage.root, fsync: config.filesystem_storage.fsync });
   logger.info({ database: 'sqlite', storage: 'filesystem' }, 'stores opened');
-  return { metadata, blobs };
+  return {
+    metadata: sqlite.metadata,
+    blobs,
+    nodes: sqlite.nodes,
+    jobs: sqlite.jobs,
+    async close() {
+      await blobs.close();
+      await sqlite.close();
+    },
+  };
 }
 
 export async function startServer(config: Config, options: RunOptions): Promise<RunningServer> {
   const { logger } = options;
   logger.warn({}, NOT_FOR_CLINICAL_USE);
-  const { metadata, blobs } = await openStores(config, logger);
+  const stores = await openStores(config, logger);
+  const { metadata, blobs } = stores;
   const archive = createArchive({ metadata, blobs, settings: archiveSettings(config), logger: logger.child({ component: 'archive' }) });
   if (config.server.http_remote_access) {
     logger.warn({}, 'server.http_remote_access = true and no auth plugin is enabled: anyone who can reach the port can read and delete images');
   }
-  const http = await buildHttpApp({ archive, config, logger: logger.child({ component: 'http' }) });
+  const nodes = createNodeService({ store: stores.nodes, logger: logger.child({ component: 'nodes' }) });
+  const jobs = createJobService({ store: stores.jobs, logger: logger.child({ component: 'jobs' }) });
+  const http = await buildHttpApp({ archive, config, logger: logger.child({ component: 'http' }), nodes, jobs });
   let gcTimer: NodeJS.Timeout | undefined;
   const closers: (() => Promise<void>)[] = [];
   const close = async (): Promise<void> => {
@@ -91,7 +113,8 @@ export async function startServer(config: Config, options: RunOptions): Promise<
     }
     closers.length = 0;
   };
-  closers.push(() => metadata.close(), () => blobs.close());
+  // Closed in reverse: the HTTP server, running jobs, then the stores.
+  closers.push(() => stores.close(), () => jobs.close());
   try {
     await http.listen({ port: config.server.http_port, host: config.server.http_host });
   } catch (err) {
@@ -127,24 +150,23 @@ export async function startServer(config: Config, options: RunOptions): Promise<
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
   }
-  return { archive, http, httpUrl, close };
+  return { archive, http, httpUrl, nodes, jobs, close };
 }
 
 export async function runMigrate(config: Config, options: RunOptions): Promise<void> {
-  const { metadata, blobs } = await openStores(config, options.logger, { migrate: true });
-  await blobs.close();
-  await metadata.close();
+  const stores = await openStores(config, options.logger, { migrate: true });
+  await stores.close();
   options.logger.info({}, 'migrations applied');
 }
 
 export async function runGc(config: Config, options: RunOptions): Promise<void> {
-  const { metadata, blobs } = await openStores(config, options.logger);
+  const stores = await openStores(config, options.logger);
+  const { metadata, blobs } = stores;
   try {
     const archive = createArchive({ metadata, blobs, settings: archiveSettings(config), logger: options.logger });
     const result = await archive.gc({ principal: SYSTEM, origin: { protocol: 'cli' } });
     options.logger.info({ ...result }, 'gc done');
   } finally {
-    await blobs.close();
-    await metadata.close();
+    await stores.close();
   }
 }

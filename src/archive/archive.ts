@@ -3,8 +3,9 @@ import type { Query, QueryLevel } from '../dicom/query-model.js';
 import type { DicomJsonDataset } from '../dicom/types.js';
 import { isValidUid } from '../dicom/uid.js';
 import type { BlobStore } from '../storage/blobs.js';
-import type { ChangeRow, InstanceRow, InstanceScope, MetadataStore, RemoveResult, StoreStatistics } from '../storage/metadata.js';
+import type { ChangeRow, InstanceRow, InstanceScope, MetadataStore, RemoveResult } from '../storage/metadata.js';
 import { ALLOW_ALL, authorize, type AccessPolicy } from './access/policy.js';
+import { createBrowse, type Browse } from './browse.js';
 import type { ArchiveSettings, CallContext, Logger } from './context.js';
 import { ArchiveError, toArchiveError } from './errors.js';
 import { createEventBus, type EventBus } from './events.js';
@@ -49,8 +50,11 @@ export interface HealthReport {
   storage: 'ok' | 'error';
 }
 
-/** The archive core: the only entry point for the HTTP and DIMSE edges. */
-export interface Archive {
+/**
+ * The archive core: the only entry point for the HTTP and DIMSE edges. Browsing (REST lists,
+ * details, statistics) comes from browse.ts.
+ */
+export interface Archive extends Browse {
   readonly settings: ArchiveSettings;
   readonly events: EventBus;
   ingest(ctx: CallContext, input: IngestInput): Promise<IngestOutcome>;
@@ -66,7 +70,6 @@ export interface Archive {
   remove(ctx: CallContext, target: RemoveTarget): Promise<RemoveResult>;
   gc(ctx: CallContext, options?: { now?: Date }): Promise<GcResult>;
   changes(ctx: CallContext, options: { since?: number; limit?: number }): Promise<ChangeRow[]>;
-  statistics(ctx: CallContext): Promise<StoreStatistics>;
   health(): Promise<HealthReport>;
 }
 
@@ -91,9 +94,12 @@ export function createArchive(deps: ArchiveDeps): Archive {
     return { row, header };
   };
 
+  const browse = createBrowse({ metadata, policy, now: deps.now ?? (() => new Date()) });
+
   const archive: Archive = {
     settings,
     events,
+    ...browse,
     async ingest(ctx, input) {
       authorize(policy, ctx, 'store', input.expectedStudyUid !== undefined ? { studyUid: input.expectedStudyUid } : undefined);
       return ingestInstance(ingestDeps, ctx, input);
@@ -153,10 +159,6 @@ export function createArchive(deps: ArchiveDeps): Archive {
     async changes(ctx, options) {
       authorize(policy, ctx, 'read');
       return metadata.changes(options);
-    },
-    async statistics(ctx) {
-      authorize(policy, ctx, 'read');
-      return metadata.statistics();
     },
     async health() {
       const [db, st] = await Promise.allSettled([metadata.ping(), blobs.check()]);

@@ -1,8 +1,20 @@
 import cors from '@fastify/cors';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifySchema } from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Archive } from '../archive/archive.js';
+import type { JobService } from '../archive/jobs.js';
+import type { NodeService } from '../archive/nodes.js';
 import type { Config } from '../config/schema.js';
+import { registerDownloadRoutes } from './api/download.js';
 import { registerHealth } from './api/health.js';
+import { registerInstanceRoutes } from './api/instances.js';
+import { registerJobRoutes } from './api/jobs.js';
+import { registerNodeRoutes } from './api/nodes.js';
+import { registerOpenApiCollector, registerOpenApiRoutes } from './api/openapi.js';
+import type { RestDeps } from './api/resources.js';
+import { registerSeriesRoutes } from './api/series.js';
+import { registerStatisticsRoutes } from './api/statistics.js';
+import { registerStudyRoutes } from './api/studies.js';
 import { dicomwebRoutes } from './dicomweb/index.js';
 import { PhiSafeLogController } from './request-log.js';
 import { errorHandler, HttpErrorCode, notFoundHandler, sendError } from './errors.js';
@@ -14,9 +26,28 @@ export interface HttpAppOptions {
   logger?: FastifyBaseLogger;
   /** True once an auth plugin authenticates requests (lifts the loopback-only rule). */
   authEnabled?: boolean;
+  /** Shown in the OpenAPI document. */
+  version?: string;
+  /** /api/nodes (SPEC §5). */
+  nodes: NodeService;
+  /** /api/jobs (SPEC §5). */
+  jobs: JobService;
 }
 
 export const DICOMWEB_ROOTS = ['/wado', '/dicom-web'] as const;
+
+export interface RouteEntry {
+  method: string;
+  url: string;
+  schema: FastifySchema | undefined;
+}
+
+const ROUTES = new WeakMap<FastifyInstance, RouteEntry[]>();
+
+/** Every route of an app built by buildHttpApp, as registered (the OpenAPI test compares it with the document). */
+export function routeTable(app: FastifyInstance): readonly RouteEntry[] {
+  return ROUTES.get(app) ?? [];
+}
 
 function isLoopback(ip: string): boolean {
   return ip === '::1' || ip.startsWith('127.') || ip.startsWith('::ffff:127.');
@@ -35,6 +66,14 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     logController: new PhiSafeLogController(),
   });
   app.decorateRequest('principal', null);
+  const routes: RouteEntry[] = [];
+  ROUTES.set(app, routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, schema: route.schema });
+  });
+  // Route schemas are zod: they validate requests, serialize JSON responses and make the OpenAPI document.
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
 
@@ -60,7 +99,24 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     });
   }
 
+  // Before any route: the OpenAPI collector sees the routes registered after it.
+  await registerOpenApiCollector(app, { version: opts.version ?? '0.1.0' });
+
   registerHealth(app, archive);
+  await registerOpenApiRoutes(app);
+
+  // ---- REST API (/api, SPEC §5) ----
+  const deps: RestDeps = { archive };
+  registerStudyRoutes(app, deps);
+  registerSeriesRoutes(app, deps);
+  registerInstanceRoutes(app, deps);
+  registerStatisticsRoutes(app, deps);
+  registerDownloadRoutes(app, deps);
+  // Nodes and jobs live in the database next to the index; main.ts builds their services.
+  registerNodeRoutes(app, { nodes: opts.nodes });
+  registerJobRoutes(app, { jobs: opts.jobs });
+
+  // ---- DICOMweb (SPEC §3) ----
   for (const root of DICOMWEB_ROOTS) {
     await app.register(dicomwebRoutes, {
       prefix: root,

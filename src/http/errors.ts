@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ArchiveError, type ArchiveErrorCode } from '../archive/errors.js';
+import { UID_ISSUE } from './schemas.js';
 
 /**
  * The one mapping table ArchiveError code -> HTTP status (ARCHITECTURE rule 7), and the one JSON
@@ -42,9 +43,15 @@ export function sendError(reply: FastifyReply, status: number, code: string, mes
 
 function fastifyMapping(err: FastifyError): { status: number; code: string; message: string; details?: Record<string, unknown> } | undefined {
   if (err.validation) {
+    // zod issues (fastify-type-provider-zod) carry the field as instancePath `/limit`; ajv names a
+    // missing property in params. Nested paths read `a.0.b`.
     const first = err.validation[0];
-    const field = first ? (first.instancePath || (first.params as { missingProperty?: string })?.missingProperty || '') : '';
-    return { status: 400, code: 'INVALID_PARAMETER', message: err.message, details: { field: field.replace(/^\//, '') } };
+    const params = (first?.params ?? {}) as { missingProperty?: string; params?: { errorCode?: string } };
+    const path = first ? first.instancePath || params.missingProperty || '' : '';
+    const field = path.replace(/^\//, '').replaceAll('/', '.');
+    const code = params.params?.errorCode === UID_ISSUE ? 'INVALID_UID' : 'INVALID_PARAMETER';
+    const message = first ? `${field || err.validationContext || 'request'}: ${first.message ?? 'invalid'}` : err.message;
+    return { status: 400, code, message, details: { field, ...(err.validationContext ? { in: err.validationContext } : {}) } };
   }
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':

@@ -1,4 +1,4 @@
-import type { Query } from '../dicom/query-model.js';
+import type { Constraint, Query } from '../dicom/query-model.js';
 import type { DicomJsonDataset } from '../dicom/types.js';
 
 /**
@@ -174,6 +174,65 @@ export interface StoreStatistics {
   byModality: Record<string, number>;
 }
 
+/** A study as the REST API lists it (SPEC §5): indexed columns and counters, no header. */
+export interface StudySummary {
+  studyUid: string;
+  patientId: string;
+  patientName: string | null;
+  patientBirthDate: string | null;
+  patientSex: string | null;
+  studyDate: string | null;
+  studyTime: string | null;
+  studyDescription: string | null;
+  accessionNumber: string | null;
+  /** Distinct series modalities, sorted. */
+  modalities: string[];
+  numSeries: number;
+  numInstances: number;
+  totalBytes: number;
+  receivedAt: Date;
+  updatedAt: Date;
+}
+
+export interface SeriesSummary {
+  studyUid: string;
+  seriesUid: string;
+  modality: string | null;
+  seriesNumber: number | null;
+  seriesDescription: string | null;
+  seriesDate: string | null;
+  bodyPart: string | null;
+  numInstances: number;
+  totalBytes: number;
+  receivedAt: Date;
+  updatedAt: Date;
+}
+
+export type StudySortKey = 'study_date' | 'received_at';
+
+export interface PageOptions {
+  /** > 0 */
+  limit: number;
+  /** >= 0 */
+  offset: number;
+}
+
+export interface StudyListOptions extends PageOptions {
+  /**
+   * Study-level matching (same semantics as QIDO: PatientName, PatientID, StudyDate,
+   * AccessionNumber, ModalitiesInStudy …), ANDed.
+   */
+  constraints: Constraint[];
+  /** Rows without a value of the sort key come last in both directions; ties in arrival order. */
+  sort: { key: StudySortKey; descending: boolean };
+}
+
+/** One page of a list and the number of matches ignoring limit/offset. */
+export interface Page<T> {
+  items: T[];
+  total: number;
+}
+
 export interface MetadataStore {
   readonly dialect: 'sqlite' | 'postgres';
   /** Applies pending numbered migrations (idempotent). */
@@ -199,6 +258,16 @@ export interface MetadataStore {
    * Yields nothing when the scope does not exist.
    */
   listInstances(scope: InstanceScope, options?: { withHeader?: boolean }): AsyncIterable<InstanceRow & { header?: DicomJsonDataset }>;
+
+  // ---- browsing (REST API) ----
+  /** Studies matching the constraints, sorted and paged, with the total. */
+  listStudies(options: StudyListOptions): Promise<Page<StudySummary>>;
+  getStudy(studyUid: string): Promise<StudySummary | undefined>;
+  /** Series of a study by series number (absent last), then arrival; undefined when the study does not exist. */
+  listSeries(studyUid: string, page: PageOptions): Promise<Page<SeriesSummary> | undefined>;
+  getSeries(seriesUid: string): Promise<SeriesSummary | undefined>;
+  /** Instances of a series by instance number (absent last), then arrival; undefined when the series does not exist. */
+  listSeriesInstances(seriesUid: string, page: PageOptions): Promise<Page<InstanceRow> | undefined>;
 
   removeStudy(studyUid: string): Promise<RemoveResult | undefined>;
   removeSeries(seriesUid: string, studyUid?: string): Promise<RemoveResult | undefined>;

@@ -7,6 +7,7 @@ import type {
   MetadataStore,
   PatientRow,
   SeriesRow,
+  StudyListOptions,
   StudyRow,
 } from '../../src/storage/metadata.js';
 import { makeRecord, newUid, token, type RecordSpec } from './records.js';
@@ -416,6 +417,175 @@ export function metadataStoreContract(name: string, factory: () => Promise<Metad
         await store.removeStudy(r.studyUid);
         const rows = await store.changes({ since: seq });
         assert.deepEqual(rows.map((x) => [x.kind, x.level, x.studyUid, x.seriesUid, x.sopUid]), [['deleted', 'study', r.studyUid, null, null]]);
+      });
+    });
+
+    // ---- browsing (REST reads) ---------------------------------------------------------
+
+    describe('browse', () => {
+      const byIssuer = (issuer: string): Constraint => single(ISSUER, issuer);
+      const listOpts = (constraints: Constraint[], extra: Partial<StudyListOptions> = {}): StudyListOptions => ({
+        constraints,
+        sort: { key: 'received_at', descending: true },
+        limit: 100,
+        offset: 0,
+        ...extra,
+      });
+      async function uidsOf(issuer: string, constraints: Constraint[], extra: Partial<StudyListOptions> = {}): Promise<string[]> {
+        const page = await store.listStudies(listOpts([byIssuer(issuer), ...constraints], extra));
+        return page.items.map((s) => s.studyUid);
+      }
+
+      it('lists study summaries with patient columns, modalities of every series and exact counters', async () => {
+        const issuer = token();
+        const pid = token('P');
+        const S = newUid();
+        const at = new Date(Date.now() - 5000);
+        const a = makeRecord({ issuer, patientId: pid, studyUid: S, patientName: 'Müller^Jürgen', birthDate: '19600412', sex: 'M', studyDate: '20240105', studyTime: '101500', studyDescription: 'CHEST', accessionNumber: 'ACC1', modality: 'CT', size: 100, receivedAt: at });
+        const b = makeRecord({ issuer, patientId: pid, studyUid: S, modality: 'SR', seriesNumber: 2, size: 20, patientName: 'Müller^Jürgen', birthDate: '19600412', sex: 'M', studyDate: '20240105', studyTime: '101500', studyDescription: 'CHEST', accessionNumber: 'ACC1' });
+        const c = makeRecord({ ...specOf(a), seriesUid: a.seriesUid, sopUid: newUid(), size: 3, patientName: 'Müller^Jürgen', birthDate: '19600412', sex: 'M', studyDate: '20240105', studyTime: '101500', studyDescription: 'CHEST', accessionNumber: 'ACC1', modality: 'CT' });
+        for (const r of [a, b, c]) await commit(r);
+        const page = await store.listStudies(listOpts([byIssuer(issuer)]));
+        assert.equal(page.total, 1);
+        const s = page.items[0];
+        assert.ok(s);
+        assert.deepEqual(
+          { ...s, receivedAt: undefined, updatedAt: undefined },
+          {
+            studyUid: S,
+            patientId: pid,
+            patientName: 'Müller^Jürgen',
+            patientBirthDate: '19600412',
+            patientSex: 'M',
+            studyDate: '20240105',
+            studyTime: '101500',
+            studyDescription: 'CHEST',
+            accessionNumber: 'ACC1',
+            modalities: ['CT', 'SR'],
+            numSeries: 2,
+            numInstances: 3,
+            totalBytes: 123,
+            receivedAt: undefined,
+            updatedAt: undefined,
+          },
+        );
+        assert.equal(s.receivedAt.toISOString(), at.toISOString());
+        assert.ok(s.updatedAt instanceof Date);
+        assert.deepEqual(await store.getStudy(S), s);
+        assert.equal(await store.getStudy(newUid()), undefined);
+      });
+
+      it('filters like QIDO: PN wildcards case-insensitively, patient ID, date ranges, modality of any series, accession', async () => {
+        const issuer = token();
+        const s1 = makeRecord({ issuer, patientName: 'Doe^Jane', patientId: 'PA', studyDate: '20240101', accessionNumber: 'X1', modality: 'CT' });
+        const s1b = makeRecord({ ...specOf(s1), seriesUid: newUid(), sopUid: newUid(), patientName: 'Doe^Jane', studyDate: '20240101', accessionNumber: 'X1', modality: 'MR', seriesNumber: 2 });
+        const s2 = makeRecord({ issuer, patientName: 'Döe^Jane', patientId: 'PB', studyDate: '20240615', accessionNumber: 'X2', modality: 'US' });
+        const s3 = makeRecord({ issuer, patientName: 'Smith^Al', patientId: 'PC', studyDate: null, accessionNumber: 'X3', modality: 'CT' });
+        for (const r of [s1, s1b, s2, s3]) await commit(r);
+        const sorted = async (cs: Constraint[]) => (await uidsOf(issuer, cs)).sort();
+        assert.deepEqual(await sorted([{ kind: 'wildcard', tag: TAG.PatientName, pattern: 'DOE*' }]), [s1.studyUid]);
+        assert.deepEqual(await sorted([{ kind: 'wildcard', tag: TAG.PatientName, pattern: 'd?e^*' }]), [s1.studyUid, s2.studyUid].sort());
+        assert.deepEqual(await sorted([{ kind: 'wildcard', tag: TAG.PatientName, pattern: 'DÖE*' }]), [s2.studyUid]);
+        assert.deepEqual(await sorted([single(TAG.PatientName, 'doe^jane')]), [s1.studyUid]);
+        assert.deepEqual(await sorted([single(TAG.PatientID, 'PB')]), [s2.studyUid]);
+        assert.deepEqual(await sorted([{ kind: 'range', tag: TAG.StudyDate, from: '20240101', to: '20240131' }]), [s1.studyUid]);
+        assert.deepEqual(await sorted([{ kind: 'range', tag: TAG.StudyDate, from: '20240102' }]), [s2.studyUid]);
+        assert.deepEqual(await sorted([single(TAG.ModalitiesInStudy, 'MR')]), [s1.studyUid]);
+        assert.deepEqual(await sorted([single(TAG.ModalitiesInStudy, 'CT')]), [s1.studyUid, s3.studyUid].sort());
+        assert.deepEqual(await sorted([single(TAG.AccessionNumber, 'X3')]), [s3.studyUid]);
+        assert.deepEqual(await sorted([single(TAG.ModalitiesInStudy, 'CT'), single(TAG.AccessionNumber, 'X1')]), [s1.studyUid]);
+        const none = await store.listStudies(listOpts([byIssuer(issuer), single(TAG.PatientID, 'NOPE')]));
+        assert.deepEqual(none, { items: [], total: 0 });
+      });
+
+      it('sorts by study date (absent dates last either way) or arrival, ties by arrival, and pages with an exact total', async () => {
+        const issuer = token();
+        const t0 = Date.now() - 60_000;
+        const dates = ['20240301', null, '20240101', '20240201', '20240101'];
+        const records = dates.map((d, i) => makeRecord({ issuer, studyDate: d, receivedAt: new Date(t0 + i * 1000) }));
+        for (const r of records) await commit(r);
+        const u = records.map((r) => r.studyUid);
+        const [r0, r1, r2, r3, r4] = u as [string, string, string, string, string];
+        assert.deepEqual(await uidsOf(issuer, [], { sort: { key: 'received_at', descending: true } }), [...u].reverse());
+        assert.deepEqual(await uidsOf(issuer, [], { sort: { key: 'received_at', descending: false } }), u);
+        assert.deepEqual(await uidsOf(issuer, [], { sort: { key: 'study_date', descending: false } }), [r2, r4, r3, r0, r1]);
+        assert.deepEqual(await uidsOf(issuer, [], { sort: { key: 'study_date', descending: true } }), [r0, r3, r4, r2, r1]);
+        const pages: string[] = [];
+        for (let offset = 0; offset < 6; offset += 2) {
+          const page = await store.listStudies(listOpts([byIssuer(issuer)], { sort: { key: 'study_date', descending: true }, limit: 2, offset }));
+          assert.equal(page.total, 5);
+          pages.push(...page.items.map((s) => s.studyUid));
+        }
+        assert.deepEqual(pages, [r0, r3, r4, r2, r1]);
+        const beyond = await store.listStudies(listOpts([byIssuer(issuer)], { limit: 2, offset: 10 }));
+        assert.deepEqual(beyond, { items: [], total: 5 });
+      });
+
+      it('series of a study and instances of a series, in number order (absent last), paged, with counters', async () => {
+        const issuer = token();
+        const pid = token('P');
+        const S = newUid();
+        const [SE1, SE2, SE3] = [newUid(), newUid(), newUid()];
+        await commit(makeRecord({ issuer, patientId: pid, studyUid: S, seriesUid: SE3, seriesNumber: null, modality: null, size: 1 }));
+        await commit(makeRecord({ issuer, patientId: pid, studyUid: S, seriesUid: SE2, seriesNumber: 2, modality: 'MR', size: 2 }));
+        const i3 = makeRecord({ issuer, patientId: pid, studyUid: S, seriesUid: SE1, seriesNumber: 1, instanceNumber: null, size: 10, bodyPart: 'HEAD', seriesDescription: 'AX', seriesDate: '20240101' });
+        const i1 = makeRecord({ issuer, patientId: pid, studyUid: S, seriesUid: SE1, seriesNumber: 1, instanceNumber: 1, size: 20, bodyPart: 'HEAD', seriesDescription: 'AX', seriesDate: '20240101' });
+        const i2 = makeRecord({ issuer, patientId: pid, studyUid: S, seriesUid: SE1, seriesNumber: 1, instanceNumber: 2, size: 30, bodyPart: 'HEAD', seriesDescription: 'AX', seriesDate: '20240101' });
+        for (const r of [i3, i1, i2]) await commit(r);
+
+        const series = await store.listSeries(S, { limit: 10, offset: 0 });
+        assert.ok(series);
+        assert.equal(series.total, 3);
+        assert.deepEqual(series.items.map((s) => s.seriesUid), [SE1, SE2, SE3]);
+        const first = series.items[0];
+        assert.deepEqual(
+          { ...first, receivedAt: undefined, updatedAt: undefined },
+          { studyUid: S, seriesUid: SE1, modality: 'CT', seriesNumber: 1, seriesDescription: 'AX', seriesDate: '20240101', bodyPart: 'HEAD', numInstances: 3, totalBytes: 60, receivedAt: undefined, updatedAt: undefined },
+        );
+        assert.deepEqual(await store.getSeries(SE1), first);
+        assert.equal((await store.getSeries(SE3))?.modality, null);
+        assert.deepEqual((await store.listSeries(S, { limit: 1, offset: 1 }))?.items.map((s) => s.seriesUid), [SE2]);
+
+        const inst = await store.listSeriesInstances(SE1, { limit: 10, offset: 0 });
+        assert.ok(inst);
+        assert.equal(inst.total, 3);
+        assert.deepEqual(inst.items.map((r) => r.sopUid), [i1.sopUid, i2.sopUid, i3.sopUid]);
+        const row = inst.items[0];
+        assert.deepEqual(
+          { ...row, receivedAt: undefined },
+          {
+            studyUid: S, seriesUid: SE1, sopUid: i1.sopUid, sopClassUid: i1.instance.sop_class_uid, instanceNumber: 1,
+            transferSyntaxUid: i1.transferSyntaxUid, blobKey: i1.blob.key, size: 20, sha256: i1.blob.sha256, receivedAt: undefined,
+          },
+        );
+        const page2 = await store.listSeriesInstances(SE1, { limit: 2, offset: 2 });
+        assert.deepEqual([page2?.total, page2?.items.map((r) => r.sopUid)], [3, [i3.sopUid]]);
+
+        assert.equal(await store.listSeries(newUid(), { limit: 10, offset: 0 }), undefined);
+        assert.equal(await store.getSeries(newUid()), undefined);
+        assert.equal(await store.listSeriesInstances(newUid(), { limit: 10, offset: 0 }), undefined);
+      });
+
+      it('summaries follow removals exactly', async () => {
+        const issuer = token();
+        const pid = token('P');
+        const S = newUid();
+        const SE = newUid();
+        const a = makeRecord({ issuer, patientId: pid, studyUid: S, seriesUid: SE, size: 5 });
+        const b = makeRecord({ issuer, patientId: pid, studyUid: S, seriesUid: SE, size: 7, instanceNumber: 2 });
+        const c = makeRecord({ issuer, patientId: pid, studyUid: S, modality: 'MR', seriesNumber: 2, size: 11 });
+        for (const r of [a, b, c]) await commit(r);
+        await store.removeInstance(a.sopUid);
+        let st = await store.getStudy(S);
+        assert.deepEqual([st?.numSeries, st?.numInstances, st?.totalBytes], [2, 2, 18]);
+        assert.deepEqual([(await store.getSeries(SE))?.numInstances, (await store.getSeries(SE))?.totalBytes], [1, 7]);
+        await store.removeSeries(c.seriesUid);
+        st = await store.getStudy(S);
+        assert.deepEqual([st?.numSeries, st?.numInstances, st?.totalBytes, st?.modalities], [1, 1, 7, ['CT']]);
+        await store.removeInstance(b.sopUid);
+        assert.equal(await store.getStudy(S), undefined);
+        assert.equal(await store.getSeries(SE), undefined);
+        assert.deepEqual(await store.listStudies(listOpts([byIssuer(issuer)])), { items: [], total: 0 });
       });
     });
 

@@ -300,7 +300,7 @@ describe('remote access, trust_proxy and public_base_url (buildHttpApp + inject)
 
   async function app(server: Partial<Config['server']>): Promise<FastifyInstance> {
     const config: Config = { ...srv.config, server: { ...srv.config.server, ...server } };
-    const a = await buildHttpApp({ archive: srv.server.archive, config });
+    const a = await buildHttpApp({ archive: srv.server.archive, config, nodes: srv.server.nodes, jobs: srv.server.jobs });
     apps.push(a);
     return a;
   }

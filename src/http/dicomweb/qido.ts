@@ -5,6 +5,7 @@ import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
 import { resourceUrl, serviceUrl, type DicomwebRouteOptions } from './context.js';
 import { queryPairs } from './query-string.js';
+import { operationId, params, qidoQuery, qidoResponses } from './schemas.js';
 
 type Params = { study?: string; series?: string };
 
@@ -33,10 +34,15 @@ export function registerQido(app: FastifyInstance, opts: DicomwebRouteOptions): 
     }
     return reply.code(200).type('application/dicom+json').send(JSON.stringify(result.datasets));
   };
-  app.get('/studies', search('study'));
-  app.get('/series', search('series'));
-  app.get('/instances', search('instance'));
-  app.get('/studies/:study/series', search('series'));
-  app.get('/studies/:study/instances', search('instance'));
-  app.get('/studies/:study/series/:series/instances', search('instance'));
+  // The query string is parsed by the handler (keys repeat, are keywords or tags): the schema describes it.
+  const route = (url: string, level: QueryLevel, name: string, summary: string, p?: (typeof params)['study' | 'series']) =>
+    app.get(url, {
+      schema: { tags: ['dicomweb'], operationId: operationId(opts.root, name), summary, querystring: qidoQuery, ...(p ? { params: p } : {}), response: qidoResponses },
+    }, search(level));
+  route('/studies', 'study', 'searchStudies', 'QIDO-RS: search for studies');
+  route('/series', 'series', 'searchSeries', 'QIDO-RS: search for series');
+  route('/instances', 'instance', 'searchInstances', 'QIDO-RS: search for instances');
+  route('/studies/:study/series', 'series', 'searchStudySeries', 'QIDO-RS: search for series of a study', params.study);
+  route('/studies/:study/instances', 'instance', 'searchStudyInstances', 'QIDO-RS: search for instances of a study', params.study);
+  route('/studies/:study/series/:series/instances', 'instance', 'searchSeriesInstances', 'QIDO-RS: search for instances of a series', params.series);
 }

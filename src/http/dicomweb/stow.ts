@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
+import { z } from 'zod';
 import { IngestFailure, IngestWarning, type IngestOutcome } from '../../archive/ingest/outcome.js';
 import { MultipartError, parseContentType, parseMultipart } from '../../dicom/multipart.js';
 import type { DicomJsonDataset, DicomJsonElement } from '../../dicom/types.js';
@@ -8,6 +9,7 @@ import { chunksOf } from '../../util/chunks.js';
 import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
 import { resourceUrl, serviceUrl, type DicomwebRouteOptions } from './context.js';
+import { DICOM_JSON, errorResponses, operationId, params } from './schemas.js';
 
 /** PS3.18 Annex I / PS3.4 B.2.3 FailureReason values (SPEC §3). */
 const FAILURE_REASON: Record<IngestFailure, number> = {
@@ -122,8 +124,23 @@ export function registerStow(app: FastifyInstance, opts: DicomwebRouteOptions): 
     request.log.info({ stored: outcomes.filter((o) => o.ok).length, failed: outcomes.filter((o) => !o.ok).length, status }, 'stow-rs');
     return reply.code(status).type('application/dicom+json').send(response);
   };
-  app.post('/studies', handler);
-  app.post('/studies/:study', handler);
+  const storeContent = { content: { [DICOM_JSON]: { schema: z.record(z.string(), z.unknown()) } } };
+  const schema = {
+    tags: ['dicomweb'],
+    // The body is a stream, read part by part by the handler: described, never validated here.
+    consumes: ['multipart/related', 'application/dicom'],
+    body: z.unknown().meta({ description: 'multipart/related; type="application/dicom" (one Part-10 file per part) or a single application/dicom file', format: 'binary' }),
+    response: {
+      200: { description: 'Every instance stored without warning (PS3.18 Annex I store response)', ...storeContent },
+      202: { description: 'Some stored, with failures or warnings', ...storeContent },
+      409: { description: 'Nothing stored', ...storeContent },
+      ...errorResponses(400, 413, 415),
+    },
+  };
+  app.post('/studies', { schema: { ...schema, operationId: operationId(opts.root, 'storeInstances'), summary: 'STOW-RS: store instances' } }, handler);
+  app.post('/studies/:study', {
+    schema: { ...schema, operationId: operationId(opts.root, 'storeStudyInstances'), summary: 'STOW-RS: store instances of one study', params: params.study },
+  }, handler);
 }
 
 /** The STOW-RS response (PS3.18 10.5.3) and its status: 200 / 202 / 409. */

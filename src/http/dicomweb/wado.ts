@@ -1,15 +1,18 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import type { LocatedInstance } from '../../archive/retrieve/retrieve.js';
 import { acceptFromQuery, negotiate, type MediaRange } from '../../dicom/media-types.js';
 import { EXPLICIT_VR_LE, IMPLICIT_VR_LE, transferSyntax } from '../../dicom/transfer-syntax.js';
 import type { DicomJsonDataset, DicomJsonElement } from '../../dicom/types.js';
 import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
+import { sendInstancesZip } from '../zip-response.js';
 import { resourceUrl, serviceUrl, type DicomwebRouteOptions } from './context.js';
 import { multipartResponse, type ResponsePart } from './multipart-response.js';
 import { queryPairs } from './query-string.js';
+import { acceptQuery, binaryResponse, dicomJsonResponse, errorResponses, MULTIPART_DICOM, MULTIPART_OCTETS, operationId, params } from './schemas.js';
 
 type Params = { study: string; series?: string; instance?: string; frames?: string; '*'?: string };
 
@@ -53,10 +56,15 @@ export function registerWado(app: FastifyInstance, opts: DicomwebRouteOptions): 
     const ctx = callContext(request, 'dicomweb');
     const scope = scopeOf(request.params);
     const accept = acceptOf(request);
+    // ---- ZIP of the originals (SPEC §3 `accept=application/zip`, study and series level; writer shared with /api/…/archive) ----
     if (accept.some((r) => r.type === 'application' && r.subtype === 'zip')) {
-      // ZIP download belongs to the REST issue; say so clearly instead of a wrong body.
-      if (!negotiate(accept, INSTANCE_OFFERS)) return sendError(reply, 406, 'NOT_ACCEPTABLE', 'application/zip is not available yet');
+      const zipChoice = scope.sopUid ? undefined : negotiate(accept, [INSTANCE_OFFERS[0], { mediaType: 'application/zip' }]);
+      if (zipChoice?.offer.mediaType === 'application/zip') {
+        return sendInstancesZip(reply, archive, ctx, [scope], `${scope.seriesUid ?? scope.studyUid}.zip`);
+      }
+      if (!negotiate(accept, INSTANCE_OFFERS)) return sendError(reply, 406, 'NOT_ACCEPTABLE', 'application/zip is available for studies and series only');
     }
+    // ---- end of ZIP ----
     const offers = scope.sopUid ? INSTANCE_OFFERS : INSTANCE_OFFERS.slice(0, 1);
     const chosen = negotiate(accept, offers);
     if (!chosen) return sendError(reply, 406, 'NOT_ACCEPTABLE', 'this resource is available as multipart/related; type="application/dicom"' + (scope.sopUid ? ' or application/dicom' : ''));
@@ -84,9 +92,19 @@ export function registerWado(app: FastifyInstance, opts: DicomwebRouteOptions): 
     reply.code(200).header('content-type', contentType);
     return reply.send(body);
   };
-  app.get('/studies/:study', retrieve);
-  app.get('/studies/:study/series/:series', retrieve);
-  app.get('/studies/:study/series/:series/instances/:instance', retrieve);
+  const retrieveSchema = (name: string, summary: string, p: (typeof params)[keyof typeof params], types: string[]) => ({
+    schema: {
+      tags: ['dicomweb'],
+      operationId: operationId(opts.root, name),
+      summary,
+      params: p,
+      querystring: acceptQuery,
+      response: { 200: binaryResponse('The stored Part-10 files (transfer-syntax named on each part)', types), ...errorResponses(400, 404, 406) },
+    },
+  });
+  app.get('/studies/:study', retrieveSchema('retrieveStudy', 'WADO-RS: retrieve a study', params.study, [MULTIPART_DICOM, 'application/zip']), retrieve);
+  app.get('/studies/:study/series/:series', retrieveSchema('retrieveSeries', 'WADO-RS: retrieve a series', params.series, [MULTIPART_DICOM, 'application/zip']), retrieve);
+  app.get('/studies/:study/series/:series/instances/:instance', retrieveSchema('retrieveInstance', 'WADO-RS: retrieve an instance', params.instance, [MULTIPART_DICOM, 'application/dicom']), retrieve);
 
   // ---- metadata ----
   const metadata = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply): Promise<FastifyReply> => {
@@ -117,12 +135,31 @@ export function registerWado(app: FastifyInstance, opts: DicomwebRouteOptions): 
     reply.code(200).type('application/dicom+json');
     return reply.send(Readable.from(json()));
   };
-  app.get('/studies/:study/metadata', metadata);
-  app.get('/studies/:study/series/:series/metadata', metadata);
-  app.get('/studies/:study/series/:series/instances/:instance/metadata', metadata);
+  const metadataSchema = (name: string, summary: string, p: (typeof params)[keyof typeof params]) => ({
+    schema: {
+      tags: ['dicomweb'],
+      operationId: operationId(opts.root, name),
+      summary,
+      params: p,
+      querystring: acceptQuery,
+      response: { 200: dicomJsonResponse('DICOM JSON of each instance (large binary values as BulkDataURI)'), 304: z.undefined().meta({ description: 'Not modified (If-None-Match)' }), ...errorResponses(400, 404, 406) },
+    },
+  });
+  app.get('/studies/:study/metadata', metadataSchema('retrieveStudyMetadata', 'WADO-RS: metadata of a study', params.study), metadata);
+  app.get('/studies/:study/series/:series/metadata', metadataSchema('retrieveSeriesMetadata', 'WADO-RS: metadata of a series', params.series), metadata);
+  app.get('/studies/:study/series/:series/instances/:instance/metadata', metadataSchema('retrieveInstanceMetadata', 'WADO-RS: metadata of an instance', params.instance), metadata);
 
   // ---- bulkdata ----
-  app.get('/studies/:study/series/:series/instances/:instance/bulkdata/*', async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+  app.get('/studies/:study/series/:series/instances/:instance/bulkdata/*', {
+    schema: {
+      tags: ['dicomweb'],
+      operationId: operationId(opts.root, 'retrieveBulkdata'),
+      summary: 'WADO-RS: a bulk data value',
+      params: params.instance.extend({ '*': z.string().meta({ description: 'Tag path, e.g. 7FE00010 or 00540016/0/00181072' }) }),
+      querystring: acceptQuery,
+      response: { 200: binaryResponse('The value bytes', [MULTIPART_OCTETS, 'application/octet-stream']), ...errorResponses(400, 404, 406) },
+    },
+  }, async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const ctx = callContext(request, 'dicomweb');
     const p = request.params;
     const path = (p['*'] ?? '').split('/').filter((s) => s !== '');
@@ -146,7 +183,16 @@ export function registerWado(app: FastifyInstance, opts: DicomwebRouteOptions): 
   });
 
   // ---- frames ----
-  app.get('/studies/:study/series/:series/instances/:instance/frames/:frames', async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
+  app.get('/studies/:study/series/:series/instances/:instance/frames/:frames', {
+    schema: {
+      tags: ['dicomweb'],
+      operationId: operationId(opts.root, 'retrieveFrames'),
+      summary: 'WADO-RS: frames of an instance',
+      params: params.instance.extend({ frames: z.string().meta({ description: 'Comma-separated 1-based frame numbers', pattern: '^[0-9]+(,[0-9]+)*$', example: '1,3' }) }),
+      querystring: acceptQuery,
+      response: { 200: binaryResponse('The frames, one part each', [MULTIPART_OCTETS]), ...errorResponses(400, 404, 406) },
+    },
+  }, async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply) => {
     const ctx = callContext(request, 'dicomweb');
     const p = request.params;
     const numbers = (p.frames ?? '').split(',').map((s) => s.trim());
@@ -180,11 +226,23 @@ export function registerWado(app: FastifyInstance, opts: DicomwebRouteOptions): 
   // ---- rendered / thumbnail: the pixel pipeline comes later ----
   const notYet = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> =>
     sendError(reply, 406, 'NOT_ACCEPTABLE', 'rendered and thumbnail resources are not available yet');
+  const frameParams = params.instance.extend({ frames: z.string().meta({ description: 'Comma-separated 1-based frame numbers' }) });
   for (const suffix of ['rendered', 'thumbnail']) {
-    app.get(`/studies/:study/${suffix}`, notYet);
-    app.get(`/studies/:study/series/:series/${suffix}`, notYet);
-    app.get(`/studies/:study/series/:series/instances/:instance/${suffix}`, notYet);
-    app.get(`/studies/:study/series/:series/instances/:instance/frames/:frames/${suffix}`, notYet);
+    const Suffix = suffix === 'rendered' ? 'Rendered' : 'Thumbnail';
+    const imageSchema = (level: string, p: (typeof params)[keyof typeof params] | typeof frameParams) => ({
+      schema: {
+        tags: ['dicomweb'],
+        operationId: operationId(opts.root, `retrieve${level}${Suffix}`),
+        summary: `WADO-RS: ${suffix} ${level.toLowerCase()} (not available yet: 406)`,
+        params: p,
+        querystring: acceptQuery,
+        response: { 200: binaryResponse(`${Suffix} image`, ['image/jpeg', 'image/png']), ...errorResponses(400, 404, 406) },
+      },
+    });
+    app.get(`/studies/:study/${suffix}`, imageSchema('Study', params.study), notYet);
+    app.get(`/studies/:study/series/:series/${suffix}`, imageSchema('Series', params.series), notYet);
+    app.get(`/studies/:study/series/:series/instances/:instance/${suffix}`, imageSchema('Instance', params.instance), notYet);
+    app.get(`/studies/:study/series/:series/instances/:instance/frames/:frames/${suffix}`, imageSchema('Frames', frameParams), notYet);
   }
 }
 

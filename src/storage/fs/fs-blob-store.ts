@@ -127,6 +127,9 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
   async function put(key: string, body: Readable, putOptions: BlobPutOptions = {}): Promise<BlobPutResult> {
     const target = pathOf(key);
     const { signal } = putOptions;
+    // The body may fail while the temp file is still being opened, before pipeline() listens:
+    // without a listener that 'error' would crash the process. pipeline() still sees the failure.
+    body.on('error', () => {});
     if (signal?.aborted) {
       body.destroy();
       signal.throwIfAborted();

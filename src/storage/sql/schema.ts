@@ -86,6 +86,51 @@ export interface ChangesTable {
   at: DbTime;
 }
 
+/** A nullable timestamp (same wire forms as DbTime). */
+export type DbTimeOrNull = ColumnType<unknown, string | Date | null, string | Date | null>;
+/**
+ * Booleans are written as 1/0 in both dialects (better-sqlite3 cannot bind JS booleans; PostgreSQL
+ * accepts '1'/'0' as boolean input) and read as number (SQLite) or boolean (PostgreSQL).
+ */
+export type DbBool = ColumnType<number | boolean, number, number>;
+
+/** Remote DICOM nodes (SPEC §5): the AE whitelist and the move-destination catalogue. */
+export interface DicomNodesTable {
+  /** Case-sensitive, trimmed. */
+  ae_title: string;
+  host: string;
+  port: number;
+  description: string | null;
+  allow_store: DbBool;
+  allow_find: DbBool;
+  allow_retrieve: DbBool;
+  move_destination: DbBool;
+  created_at: DbTime;
+  updated_at: DbTime;
+}
+
+/** Persistent jobs (SCU store/move/get…), readable by every instance (ARCHITECTURE rule 11). */
+export interface JobsTable {
+  /** Insertion order: newest first without relying on timestamp resolution. */
+  seq: Generated<number | string>;
+  id: string;
+  kind: string;
+  state: string;
+  request: DbJson;
+  remaining: DbInt;
+  completed: DbInt;
+  failed: DbInt;
+  warning: DbInt;
+  failed_uids: DbJson;
+  error: string | null;
+  cancel_requested: DbBool;
+  created_by: string | null;
+  created_at: DbTime;
+  started_at: DbTimeOrNull;
+  finished_at: DbTimeOrNull;
+  updated_at: DbTime;
+}
+
 export interface SchemaMigrationsTable {
   version: number;
   name: string;
@@ -99,5 +144,7 @@ export interface IndexDatabase {
   series: SeriesTable;
   instances: InstancesTable;
   changes: ChangesTable;
+  dicom_nodes: DicomNodesTable;
+  jobs: JobsTable;
   schema_migrations: SchemaMigrationsTable;
 }

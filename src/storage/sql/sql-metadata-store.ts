@@ -16,6 +16,7 @@ import type {
 } from '../metadata.js';
 import { countMatches, selectInstances, selectPatients, selectSeries, selectStudies } from './compile-query.js';
 import type { Dialect } from './dialect.js';
+import { getSeries, getStudy, listSeries, listSeriesInstances, listStudies, statisticsQueries } from './rest-queries.js';
 import type { IndexDatabase } from './schema.js';
 
 /**
@@ -557,6 +558,12 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
     },
     listInstances,
 
+    listStudies: (options) => listStudies(db, dialect, options),
+    getStudy: (studyUid) => getStudy(db, dialect, studyUid),
+    listSeries: (studyUid, page) => listSeries(db, dialect, studyUid, page),
+    getSeries: (seriesUid) => getSeries(db, dialect, seriesUid),
+    listSeriesInstances: (seriesUid, page) => listSeriesInstances(db, dialect, seriesUid, page),
+
     removeStudy: (studyUid) => driver.writeTransaction((trx) => removeStudyIn(trx, studyUid)),
     removeSeries: (seriesUid, studyUid) => driver.writeTransaction((trx) => removeSeriesIn(trx, seriesUid, studyUid)),
     removeInstance: (sopUid, scope) => driver.writeTransaction((trx) => removeInstanceIn(trx, sopUid, scope)),
@@ -595,32 +602,16 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
     },
     countChangesSince: async (since, kinds) => {
       if (kinds.length === 0) return 0;
-      const row = await db
-        .selectFrom('changes')
-        .select(sql<number | string>`COUNT(*)`.as('n'))
-        .where('at', '>=', dialect.toDbTime(since))
-        .where('kind', 'in', kinds)
-        .executeTakeFirst();
+      const row = await statisticsQueries(db, dialect, { since, kinds }).changesSince.executeTakeFirst();
       return num(row?.n);
     },
 
     statistics: async (): Promise<StoreStatistics> => {
       // Counters, not scans of `instances`: studies carry their series/instance/byte totals.
-      const patients = await db.selectFrom('patients').select(sql<number | string>`COUNT(*)`.as('n')).executeTakeFirst();
-      const totals = await db
-        .selectFrom('studies')
-        .select([
-          sql<number | string>`COUNT(*)`.as('studies'),
-          sql<number | string | null>`SUM(num_series)`.as('series'),
-          sql<number | string | null>`SUM(num_instances)`.as('instances'),
-          sql<number | string | null>`SUM(total_bytes)`.as('bytes'),
-        ])
-        .executeTakeFirst();
-      const mods = await db
-        .selectFrom('series')
-        .select(['modality', sql<number | string | null>`SUM(num_instances)`.as('n')])
-        .groupBy('modality')
-        .execute();
+      const queries = statisticsQueries(db, dialect, { since: new Date(), kinds: [] });
+      const patients = await queries.patients.executeTakeFirst();
+      const totals = await queries.totals.executeTakeFirst();
+      const mods = await queries.byModality.execute();
       const byModality: Record<string, number> = {};
       for (const m of mods) {
         const key = m.modality ?? UNKNOWN_MODALITY;

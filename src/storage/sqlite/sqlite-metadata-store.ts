@@ -2,11 +2,16 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect, sql } from 'kysely';
+import type { JobStore } from '../jobs.js';
 import type { MetadataStore } from '../metadata.js';
+import type { NodeStore } from '../nodes.js';
 import { sqliteDialect } from '../sql/dialect.js';
 import { runMigrations, type AppliedMigration, type Migration, type MigrationDriver } from '../sql/migrator.js';
 import type { IndexDatabase } from '../sql/schema.js';
+import { createSqlJobStore } from '../sql/sql-job-store.js';
 import { createSqlMetadataStore } from '../sql/sql-metadata-store.js';
+import { createSqlNodeStore } from '../sql/sql-node-store.js';
+import type { SqlWriteDriver } from '../sql/write-driver.js';
 import { SQLITE_MIGRATIONS } from './migrations/index.js';
 
 export interface SqliteMetadataStoreOptions {
@@ -18,12 +23,32 @@ export interface SqliteMetadataStoreOptions {
   migrations?: readonly Migration[];
 }
 
+/** Every store of one SQLite database, sharing one connection (and its group-commit writer). */
+export interface SqliteStores {
+  metadata: MetadataStore;
+  nodes: NodeStore;
+  jobs: JobStore;
+  /** Applies pending migrations (the same as metadata.migrate()). */
+  migrate(): Promise<void>;
+  /** Closes the connection shared by all three stores (metadata.close() does the same); idempotent. */
+  close(): Promise<void>;
+}
+
 /**
  * MetadataStore on SQLite (better-sqlite3 through kysely). One connection per store: kysely
  * serialises its use, and writers also take BEGIN IMMEDIATE so another process (CLI gc, migrate)
  * waits on busy_timeout instead of failing mid-transaction.
  */
 export function createSqliteMetadataStore(options: SqliteMetadataStoreOptions): MetadataStore {
+  return createSqliteStores(options).metadata;
+}
+
+/**
+ * The metadata, node and job stores on ONE SQLite connection: one writer, so node and job writes
+ * join the same group commit as ingests instead of contending for the file lock with a second
+ * connection of the same process.
+ */
+export function createSqliteStores(options: SqliteMetadataStoreOptions): SqliteStores {
   const memory = options.path === ':memory:' || options.path === '';
   if (!memory) mkdirSync(dirname(resolve(options.path)), { recursive: true });
   const raw = new Database(options.path);
@@ -93,21 +118,19 @@ export function createSqliteMetadataStore(options: SqliteMetadataStoreOptions): 
   };
 
   const groupCommit = createGroupCommit(db);
+  const shared: SqlWriteDriver = { db, dialect: sqliteDialect, writeTransaction: (fn) => groupCommit.run(fn) };
+  // Holding kysely's connection keeps every other query out while raw SQL runs on the same handle.
+  const migrate = (): Promise<void> => db.connection().execute(async () => void (await runMigrations(migrationDriver, migrations)));
   let closed = false;
-  return createSqlMetadataStore({
-    db,
-    dialect: sqliteDialect,
-    writeTransaction: (fn) => groupCommit.run(fn),
-    // Holding kysely's connection keeps every other query out while raw SQL runs on the same handle.
-    migrate: () => db.connection().execute(async () => void (await runMigrations(migrationDriver, migrations))),
-    close: async () => {
-      if (closed) return;
-      closed = true;
-      await db.destroy();
-      // kysely only closes the handle if it ever ran a query.
-      if (raw.open) raw.close();
-    },
-  });
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await db.destroy();
+    // kysely only closes the handle if it ever ran a query.
+    if (raw.open) raw.close();
+  };
+  const metadata = createSqlMetadataStore({ ...shared, migrate, close });
+  return { metadata, nodes: createSqlNodeStore(shared), jobs: createSqlJobStore(shared), migrate, close };
 }
 
 type WriteFn<T> = (trx: Kysely<IndexDatabase>) => Promise<T>;
