@@ -8,11 +8,15 @@ import type { ArchiveSettings } from './archive/context.js';
 import { SYSTEM } from './archive/origin.js';
 import { databaseKind, sqlitePathFromUrl } from './config/load.js';
 import type { Config } from './config/schema.js';
+import { createDimseServer } from './dimse/server.js';
 import { buildHttpApp } from './http/app.js';
 import type { Logger } from './logging.js';
 import type { BlobStore } from './storage/blobs.js';
 import { createFsBlobStore } from './storage/fs/fs-blob-store.js';
+import { createS3BlobStore } from './storage/s3/s3-blob-store.js';
+import { s3OptionsFromConfig } from './storage/s3/s3-config.js';
 import type { MetadataStore } from './storage/metadata.js';
+import { createPostgresStores } from './storage/postgres/postgres-stores.js';
 import { createSqliteStores } from './storage/sqlite/sqlite-metadata-store.js';
 import type { JobStore } from './storage/jobs.js';
 import type { NodeStore } from './storage/nodes.js';
@@ -30,6 +34,8 @@ export interface RunningServer {
   readonly http: FastifyInstance;
   /** e.g. http://127.0.0.1:8042 */
   readonly httpUrl: string;
+  /** The DIMSE port actually bound (server.dicom_port, or the ephemeral one for 0). */
+  readonly dicomPort: number;
   readonly nodes: NodeService;
   readonly jobs: JobService;
   close(): Promise<void>;
@@ -62,32 +68,51 @@ export interface Stores {
 
 /** Opens the configured MetadataStore and BlobStore (and migrates when run_migrations is on). */
 export async function openStores(config: Config, logger: Logger, options: { migrate?: boolean } = {}): Promise<Stores> {
-  if (databaseKind(config.database.url) !== 'sqlite') {
-    throw new Error('database.url: PostgreSQL arrives with the production profile; use sqlite://PATH for now');
+  // Blobs first: a missing bucket is a clear start-up error before anything else is touched.
+  let blobs: BlobStore;
+  if (config.storage.backend === 's3') {
+    blobs = createS3BlobStore(s3OptionsFromConfig(config.storage));
+    try {
+      await blobs.check();
+    } catch (err) {
+      await blobs.close();
+      throw err;
+    }
+  } else {
+    mkdirSync(config.filesystem_storage.root, { recursive: true });
+    blobs = createFsBlobStore({ root: config.filesystem_storage.root, fsync: config.filesystem_storage.fsync });
   }
-  if (config.storage.backend !== 'filesystem') {
-    throw new Error('storage.backend: S3 arrives with the production profile; use "filesystem" for now');
+  const kind = databaseKind(config.database.url);
+  let db;
+  if (kind === 'sqlite') {
+    const dbPath = sqlitePathFromUrl(config.database.url, process.cwd());
+    if (dbPath !== ':memory:') mkdirSync(path.dirname(dbPath), { recursive: true });
+    db = createSqliteStores({ path: dbPath });
+  } else {
+    db = createPostgresStores({
+      url: config.database.url,
+      maxConnections: config.database.max_connections,
+      onIdleError: (err) => logger.warn({ err: err.message }, 'idle database connection lost; the pool replaces it'),
+    });
   }
-  const dbPath = sqlitePathFromUrl(config.database.url, process.cwd());
-  if (dbPath !== ':memory:') mkdirSync(path.dirname(dbPath), { recursive: true });
-  mkdirSync(config.filesystem_storage.root, { recursive: true });
-  const sqlite = createSqliteStores({ path: dbPath });
   try {
-    if (options.migrate ?? config.database.run_migrations) await sqlite.migrate();
+    if (options.migrate ?? config.database.run_migrations) await db.migrate();
   } catch (err) {
-    await sqlite.close();
+    await db.close();
+    await blobs.close();
     throw err;
   }
-  const blobs = createFsBlobStore({ root: config.filesystem_storage.root, fsync: config.filesystem_storage.fsync });
-  logger.info({ database: 'sqlite', storage: 'filesystem' }, 'stores opened');
+  // Never the URL or the keys: they may hold secrets.
+  logger.info({ database: kind, storage: config.storage.backend, ...(config.storage.backend === 's3' ? { bucket: config.storage.bucket } : {}) }, 'stores opened');
+  const opened = db;
   return {
-    metadata: sqlite.metadata,
+    metadata: opened.metadata,
     blobs,
-    nodes: sqlite.nodes,
-    jobs: sqlite.jobs,
+    nodes: opened.nodes,
+    jobs: opened.jobs,
     async close() {
       await blobs.close();
-      await sqlite.close();
+      await opened.close();
     },
   };
 }
@@ -127,7 +152,33 @@ export async function startServer(config: Config, options: RunOptions): Promise<
   const shownHost = config.server.http_host === '0.0.0.0' || config.server.http_host === '::' ? '127.0.0.1' : config.server.http_host;
   const httpUrl = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`;
   logger.info({ url: httpUrl }, `pacsnode is running: DICOMweb ${httpUrl}/wado (also ${httpUrl}/dicom-web), health ${httpUrl}/health`);
-  logger.info({ port: config.server.dicom_port, aeTitle: config.server.ae_title }, 'DIMSE: not yet available');
+
+  const dimse = createDimseServer({
+    archive,
+    nodes,
+    policy: {
+      aeTitle: config.server.ae_title,
+      whitelist: config.server.ae_whitelist_enabled,
+      acceptAll: config.server.accept_all_transfer_syntaxes,
+      accepted: config.server.accepted_transfer_syntaxes,
+      preferred: config.server.preferred_transfer_syntaxes,
+      acceptUnknownSopClasses: config.server.accept_unknown_sop_classes,
+      maxAssociations: config.server.max_associations,
+      maxPduLength: config.server.max_pdu_length,
+      timeoutSecs: config.server.dimse_timeout_secs,
+    },
+    logger: logger.child({ component: 'dimse' }),
+  });
+  let dicomPort: number;
+  try {
+    ({ port: dicomPort } = await dimse.listen(config.server.dicom_port, config.server.http_host));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  // Closed first on shutdown (closers run in reverse): associations drain before HTTP and the stores.
+  closers.push(() => dimse.close());
+  logger.info({ port: dicomPort, aeTitle: config.server.ae_title }, `DIMSE listening on port ${dicomPort} as ${config.server.ae_title} (C-ECHO, C-STORE)`);
 
   const interval = config.storage.gc_interval_secs;
   if (interval > 0) {
@@ -150,7 +201,7 @@ export async function startServer(config: Config, options: RunOptions): Promise<
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
   }
-  return { archive, http, httpUrl, nodes, jobs, close };
+  return { archive, http, httpUrl, dicomPort, nodes, jobs, close };
 }
 
 export async function runMigrate(config: Config, options: RunOptions): Promise<void> {

@@ -10,7 +10,7 @@ import { z } from 'zod';
 export interface ServerConfig {
   /** HTTP (DICOMweb, REST) port; 0 = ephemeral (tests). */
   readonly http_port: number;
-  /** Bind address of the HTTP listener. */
+  /** Bind address of the HTTP and DIMSE listeners. */
   readonly http_host: string;
   /** DIMSE port; 0 = ephemeral (tests). */
   readonly dicom_port: number;

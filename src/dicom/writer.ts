@@ -181,8 +181,13 @@ export interface Part10Options {
   encodeText?: (text: string, vr: VR) => Buffer;
 }
 
-/** A complete Part-10 file: preamble, DICM, File Meta (Explicit VR LE), dataset in its transfer syntax. */
-export function writePart10(opts: Part10Options): Buffer {
+export type FileMetaOptions = Omit<Part10Options, 'dataset' | 'encodeText'>;
+
+/**
+ * Preamble, DICM prefix and File Meta Information (Explicit VR LE, PS3.10 7.1): what precedes the
+ * dataset of a Part-10 file. DIMSE puts it in front of a received dataset's bytes, unchanged.
+ */
+export function encodeFileMeta(opts: FileMetaOptions): Buffer {
   const metaElements: WriteElement[] = [
     { tag: '00020001', vr: 'OB', value: Buffer.from([0x00, 0x01]) },
     { tag: '00020002', vr: 'UI', value: opts.sopClassUid },
@@ -196,14 +201,19 @@ export function writePart10(opts: Part10Options): Buffer {
   const groupLength = opts.omitGroupLength === true
     ? Buffer.alloc(0)
     : encodeElement({ tag: '00020000', vr: 'UL', value: [metaBody.length] }, { explicitVr: true, littleEndian: true });
+  const preamble = Buffer.alloc(132);
+  preamble.write('DICM', 128, 'latin1');
+  return Buffer.concat([preamble, groupLength, metaBody]);
+}
+
+/** A complete Part-10 file: preamble, DICM, File Meta (Explicit VR LE), dataset in its transfer syntax. */
+export function writePart10(opts: Part10Options): Buffer {
   const ts = transferSyntax(opts.transferSyntaxUid);
   const encodeOpts: EncodeOptions = { explicitVr: ts?.explicitVr ?? true, littleEndian: ts?.littleEndian ?? true };
   if (opts.encodeText !== undefined) encodeOpts.encodeText = opts.encodeText;
   let dataset = encodeDataset(opts.dataset, encodeOpts);
   if (ts?.deflated === true) dataset = deflateRawSync(dataset);
-  const preamble = Buffer.alloc(132);
-  preamble.write('DICM', 128, 'latin1');
-  return Buffer.concat([preamble, groupLength, metaBody, dataset]);
+  return Buffer.concat([encodeFileMeta(opts), dataset]);
 }
 
 /**

@@ -7,6 +7,8 @@ import { PassThrough, Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { createFsBlobStore, FS_TEMP_DIR } from '../../src/storage/fs/fs-blob-store.js';
 import { createMemoryBlobStore } from '../../src/storage/memory/memory-blob-store.js';
+import { createS3BlobStore } from '../../src/storage/s3/s3-blob-store.js';
+import { startS3rver } from '../helpers/s3rver.js';
 import { blobStoreContract, collect, pseudoRandom } from './blob-store.contract.js';
 
 blobStoreContract('memory', async () => ({ store: createMemoryBlobStore(), cleanup: async () => {} }));
@@ -21,6 +23,14 @@ for (const fsync of [true, false]) {
     return { store: createFsBlobStore({ root, fsync }), cleanup: () => rm(root, { recursive: true, force: true }) };
   });
 }
+
+// The real AWS SDK against s3rver on loopback (test/helpers/s3rver.ts), checksum mode when_required.
+blobStoreContract('s3 (s3rver)', async () => {
+  const s3 = await startS3rver();
+  const store = createS3BlobStore(s3.storeOptions());
+  await store.check();
+  return { store, cleanup: () => s3.close() };
+});
 
 async function tmpFiles(root: string): Promise<string[]> {
   try {

@@ -22,7 +22,7 @@ export const SECTION_DOCS: { readonly [S in CoreSection]: SectionDoc<S> } = {
     comment: 'Network edges: HTTP (DICOMweb at /wado and /dicom-web, REST at /api) and DIMSE.',
     keys: {
       http_port: { comment: 'HTTP port (0 = any free port, for tests).' },
-      http_host: { comment: 'Address the HTTP listener binds to ("0.0.0.0" = all IPv4 interfaces, "127.0.0.1" = this host only).' },
+      http_host: { comment: 'Address the HTTP and DIMSE listeners bind to ("0.0.0.0" = all IPv4 interfaces, "127.0.0.1" = this host only).' },
       dicom_port: { comment: 'DIMSE port (0 = any free port, for tests).' },
       ae_title: { comment: 'Our AE title: 1–16 characters, no backslash or control characters.' },
       http_remote_access: {

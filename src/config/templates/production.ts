@@ -26,5 +26,7 @@ export const productionProfile: TemplateProfile = {
       'of pacsnode restricts who can reach it (start-up warns when true without auth).',
     ],
     'database.url': ['Sample credentials: change them. The password is masked in logs.'],
+    'storage.bucket': ['Create the bucket first: pacsnode never creates it, and a missing bucket stops start-up.'],
+    'storage.checksum_mode': ['Keep "when_required" with MinIO and other S3-compatible servers: with the SDK default some store streamed bodies corrupt.'],
   },
 };

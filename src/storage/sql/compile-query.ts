@@ -73,24 +73,37 @@ function rangeOn(ref: RawBuilder<unknown>, from: string | undefined, to: string 
   return and(parts);
 }
 
+/**
+ * The normalised PN of `ref` framed by the component-group separator: `'=' || ref || '='`.
+ * Every PN LIKE is written on this one expression — `=P=` matches the whole value, `%=P=%` any one
+ * of its groups — so an engine can index it: PostgreSQL has a pg_trgm GIN index on exactly this
+ * expression (postgres/migrations/0001), usable for prefix and infix wildcards, which neither a
+ * LIKE on the bare column nor a B-tree could serve. The text must stay identical to the index's.
+ */
+export function framedPersonName(ref: RawBuilder<unknown>): RawBuilder<string> {
+  return sql<string>`('=' || ${ref} || '=')`;
+}
+
 /** PN matching on a normalised column; undefined = universal (no condition). */
 function personNameCondition(ref: RawBuilder<unknown>, c: Constraint, dialect: Dialect): RawBuilder<SqlBool> | undefined {
-  // Component groups are separated by '='; framing the value with '=' lets one LIKE find a group.
-  const framed = sql`('=' || ${ref} || '=')`;
+  const framed = framedPersonName(ref);
+  /** `ref LIKE like`, written on the framed value. */
+  const whole = (like: string): RawBuilder<SqlBool> => dialect.like(framed, `=${like}=`);
+  /** Some component group of `ref` matches `like` (a whole-value match is one of these). */
+  const group = (like: string): RawBuilder<SqlBool> => dialect.like(framed, `%=${like}=%`);
   switch (c.kind) {
     case 'single': {
       const v = normalizePersonName(c.value);
       if (v === '') return undefined;
       if (v.includes('=')) return sql<SqlBool>`${ref} = ${v}`;
-      return or([sql<SqlBool>`${ref} = ${v}`, dialect.like(framed, `%=${escapeLike(v)}=%`)]);
+      return group(escapeLike(v));
     }
     case 'wildcard': {
       if (isUniversal(c.pattern)) return undefined;
       const v = normalizePersonName(c.pattern);
       if (v === '' || isUniversal(v)) return undefined;
       const like = wildcardToLike(v);
-      if (v.includes('=')) return dialect.like(ref, like);
-      return or([dialect.like(ref, like), dialect.like(framed, `%=${like}=%`)]);
+      return v.includes('=') ? whole(like) : group(like);
     }
     case 'fuzzy': {
       const words = c.value
@@ -99,15 +112,12 @@ function personNameCondition(ref: RawBuilder<unknown>, c: Constraint, dialect: D
         .split(/[\^=\s]+/)
         .filter((w) => w !== '' && !isUniversal(w));
       if (words.length === 0) return undefined;
+      // A word starts the value, a group ('='), a component ('^') or a space-separated part; the
+      // start of the value is preceded by the frame's '=' too.
       return and(
         words.map((w) => {
           const e = wildcardToLike(w);
-          return or([
-            dialect.like(ref, `${e}%`),
-            dialect.like(ref, `%^${e}%`),
-            dialect.like(ref, `% ${e}%`),
-            dialect.like(ref, `%=${e}%`),
-          ]);
+          return or([dialect.like(framed, `%=${e}%`), dialect.like(framed, `%^${e}%`), dialect.like(framed, `% ${e}%`)]);
         }),
       );
     }

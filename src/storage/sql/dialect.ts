@@ -68,8 +68,8 @@ export const sqliteDialect: Dialect = {
 };
 
 /**
- * PostgreSQL (for the adapter to come): `h->'T'->'Value'->>0`; LIKE is case-sensitive natively;
- * timestamptz and jsonb. Kept here so the compiler is exercised against both shapes.
+ * PostgreSQL (storage/postgres): `h->'T'->'Value'->>0`; LIKE is case-sensitive natively (text
+ * columns are COLLATE "C"); timestamptz and jsonb.
  */
 export const postgresDialect: Dialect = {
   name: 'postgres',
@@ -84,7 +84,9 @@ export const postgresDialect: Dialect = {
   },
   toDbTime: (d) => d,
   fromDbTime: (v) => (v instanceof Date ? v : new Date(String(v))),
-  toDbJson: (v) => JSON.stringify(v),
+  // jsonb cannot hold U+0000 (22P05): NUL is DICOM value padding, dropped from the index copy only
+  // (the original bytes are in the blob).
+  toDbJson: (v) => JSON.stringify(v, (_key, value: unknown) => (typeof value === 'string' && value.includes('\0') ? value.replaceAll('\0', '') : value)),
   fromDbJson: parseJson,
   rowLocks: true,
 };

@@ -285,9 +285,19 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
   }
 
   // ---- removal ---------------------------------------------------------------------------
+  // With row locks (PostgreSQL, READ COMMITTED) a removal first locks the study row, as an ingest
+  // into that study does (instance row, then study row): a concurrent ingest either commits before
+  // the removal reads what to delete, or waits and then finds the study gone — never an instance
+  // inserted under a series being deleted. SQLite serialises writers instead.
+
+  async function lockStudyRow(trx: Db, studyId: number): Promise<void> {
+    if (dialect.rowLocks) await trx.selectFrom('studies').select('id').where('id', '=', studyId).forUpdate().execute();
+  }
 
   async function removeStudyIn(trx: Db, studyUid: string): Promise<RemoveResult | undefined> {
-    const st = await trx.selectFrom('studies').select(['id', 'patient_fk']).where('study_uid', '=', studyUid).executeTakeFirst();
+    let stQ = trx.selectFrom('studies').select(['id', 'patient_fk']).where('study_uid', '=', studyUid);
+    if (dialect.rowLocks) stQ = stQ.forUpdate();
+    const st = await stQ.executeTakeFirst();
     if (!st) return undefined;
     const keys = await trx
       .selectFrom('instances as i')
@@ -306,6 +316,10 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
   }
 
   async function removeSeriesIn(trx: Db, seriesUid: string, studyUid?: string): Promise<RemoveResult | undefined> {
+    if (dialect.rowLocks) {
+      const found = await trx.selectFrom('series').select('study_fk').where('series_uid', '=', seriesUid).executeTakeFirst();
+      if (found) await lockStudyRow(trx, found.study_fk);
+    }
     const se = await trx
       .selectFrom('series as se')
       .innerJoin('studies as st', 'st.id', 'se.study_fk')
@@ -328,6 +342,16 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
     sopUid: string,
     scope: { studyUid?: string; seriesUid?: string } = {},
   ): Promise<RemoveResult | undefined> {
+    if (dialect.rowLocks) {
+      const found = await trx
+        .selectFrom('instances as i')
+        .innerJoin('series as se', 'se.id', 'i.series_fk')
+        .select('se.study_fk')
+        .where('i.sop_uid', '=', sopUid)
+        .forUpdate('i')
+        .executeTakeFirst();
+      if (found) await lockStudyRow(trx, found.study_fk);
+    }
     const row = await trx
       .selectFrom('instances as i')
       .innerJoin('series as se', 'se.id', 'i.series_fk')

@@ -1,0 +1,67 @@
+/**
+ * The SOP classes negotiation needs to tell apart (PS3.4): the services we implement, and which
+ * abstract syntaxes are storage. Storage SOP classes are recognised by their registry root rather
+ * than listed one by one: every "...5.1.4.1.1.x" UID is a Storage SOP Class (PS3.4 B.5), and new
+ * ones appear with each edition.
+ */
+
+export const VERIFICATION = '1.2.840.10008.1.1';
+
+export const PATIENT_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.1.1';
+export const PATIENT_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.1.2';
+export const PATIENT_ROOT_GET = '1.2.840.10008.5.1.4.1.2.1.3';
+export const STUDY_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.2.1';
+export const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
+export const STUDY_ROOT_GET = '1.2.840.10008.5.1.4.1.2.2.3';
+
+export const FIND_SOP_CLASSES: ReadonlySet<string> = new Set([PATIENT_ROOT_FIND, STUDY_ROOT_FIND]);
+export const MOVE_SOP_CLASSES: ReadonlySet<string> = new Set([PATIENT_ROOT_MOVE, STUDY_ROOT_MOVE]);
+export const GET_SOP_CLASSES: ReadonlySet<string> = new Set([PATIENT_ROOT_GET, STUDY_ROOT_GET]);
+
+const STORAGE_ROOT = '1.2.840.10008.5.1.4.1.1.';
+
+/** Storage SOP classes outside the 5.1.4.1.1 root (PS3.4 Table B.5-1). */
+const OTHER_STORAGE: ReadonlySet<string> = new Set([
+  '1.2.840.10008.5.1.4.34.7', // RT Beams Delivery Instruction
+  '1.2.840.10008.5.1.4.34.10', // RT Brachy Application Setup Delivery Instruction
+  '1.2.840.10008.5.1.4.38.1', // Hanging Protocol
+  '1.2.840.10008.5.1.4.39.1', // Color Palette
+  '1.2.840.10008.5.1.4.43.1', // Generic Implant Template
+  '1.2.840.10008.5.1.4.44.1', // Implant Assembly Template
+  '1.2.840.10008.5.1.4.45.1', // Implant Template Group
+]);
+
+/**
+ * Registry branches of services that are not storage (verification, storage commitment, print,
+ * query/retrieve, worklists, procedure steps ...): never accepted as "unknown storage".
+ */
+const NON_STORAGE_ROOTS: readonly string[] = [
+  '1.2.840.10008.1.',
+  '1.2.840.10008.3.',
+  '1.2.840.10008.5.1.1.',
+  '1.2.840.10008.5.1.4.1.2.',
+  '1.2.840.10008.5.1.4.31',
+  '1.2.840.10008.5.1.4.32',
+  '1.2.840.10008.5.1.4.33',
+  '1.2.840.10008.5.1.4.34.',
+  '1.2.840.10008.5.1.4.37',
+  '1.2.840.10008.5.1.4.38.',
+  '1.2.840.10008.5.1.4.39.',
+  '1.2.840.10008.5.1.4.41',
+  '1.2.840.10008.5.1.4.42',
+  '1.2.840.10008.5.1.4.43.',
+  '1.2.840.10008.5.1.4.44.',
+  '1.2.840.10008.5.1.4.45.',
+];
+
+export function isStorageSopClass(uid: string): boolean {
+  return uid.startsWith(STORAGE_ROOT) || OTHER_STORAGE.has(uid);
+}
+
+/** A service of the standard that is not storage (whether or not we implement it). */
+export function isNonStorageService(uid: string): boolean {
+  return uid === VERIFICATION || (!isStorageSopClass(uid) && NON_STORAGE_ROOTS.some((root) => uid.startsWith(root)));
+}
+
+/** What a presentation context is for, once accepted. */
+export type ServiceKind = 'verification' | 'find' | 'move' | 'get' | 'storage';

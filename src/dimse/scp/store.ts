@@ -1,0 +1,81 @@
+/**
+ * Storage SCP (PS3.4 Annex B): the received data set streams into archive.ingest behind a File
+ * Meta header built from the negotiated transfer syntax and the command set, so the stored blob
+ * is exactly the bytes received (ARCHITECTURE rule 4). Backpressure is the data set stream's:
+ * while ingest does not read, the transport stays paused.
+ */
+import type { Readable } from 'node:stream';
+import type { Archive } from '../../archive/archive.js';
+import { encodeFileMeta } from '../../dicom/writer.js';
+import { CommandField, NO_DATA_SET, type CommandSet } from '../message/command.js';
+import { Status, storeStatus } from '../message/status.js';
+import type { OperationContext } from './context.js';
+
+/** Error Comment (0000,0902) is LO: 64 characters. */
+function comment(text: string | undefined): { errorComment: string } | Record<string, never> {
+  return text ? { errorComment: text.slice(0, 64) } : {};
+}
+
+async function drain(dataSet: Readable): Promise<void> {
+  try {
+    for await (const _ of dataSet) {
+      // discard
+    }
+  } catch {
+    // the association ended; nothing to answer
+  }
+}
+
+export interface StoreResult {
+  response: CommandSet;
+  /** Bytes of data set received. */
+  bytes: number;
+  sopInstanceUid?: string;
+}
+
+export async function handleStore(archive: Pick<Archive, 'ingest'>, ctx: OperationContext, req: CommandSet, dataSet: Readable): Promise<StoreResult> {
+  const sopClassUid = req.affectedSopClassUid ?? '';
+  const sopInstanceUid = req.affectedSopInstanceUid ?? '';
+  const respond = (status: number, text?: string): CommandSet => ({
+    commandField: CommandField.C_STORE_RSP,
+    commandDataSetType: NO_DATA_SET,
+    affectedSopClassUid: sopClassUid,
+    affectedSopInstanceUid: sopInstanceUid,
+    ...(req.messageId !== undefined ? { messageIdBeingRespondedTo: req.messageId } : {}),
+    status,
+    ...comment(text),
+  });
+
+  if (sopClassUid !== ctx.presentation.abstractSyntax) {
+    await drain(dataSet);
+    return { response: respond(Status.SOP_CLASS_NOT_SUPPORTED, 'Affected SOP Class differs from the presentation context'), bytes: 0 };
+  }
+  if (sopInstanceUid === '') {
+    await drain(dataSet);
+    return { response: respond(Status.CANNOT_UNDERSTAND, 'no Affected SOP Instance UID'), bytes: 0 };
+  }
+
+  const meta = encodeFileMeta({
+    sopClassUid,
+    sopInstanceUid,
+    transferSyntaxUid: ctx.presentation.transferSyntax,
+    sourceAeTitle: ctx.callingAe,
+  });
+  let bytes = 0;
+  async function* body(): AsyncGenerator<Uint8Array> {
+    yield meta;
+    for await (const chunk of dataSet as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      yield chunk;
+    }
+  }
+  const outcome = await archive.ingest(ctx.call, { body: body() });
+  // Ingest reads to the end even when it fails early; this only covers a stream it left unread.
+  if (!dataSet.readableEnded && !dataSet.destroyed) await drain(dataSet);
+  const status = storeStatus(outcome);
+  return {
+    response: respond(status, outcome.ok ? undefined : outcome.message),
+    bytes,
+    ...(outcome.sopInstanceUid !== undefined ? { sopInstanceUid: outcome.sopInstanceUid } : {}),
+  };
+}

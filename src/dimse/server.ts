@@ -1,0 +1,98 @@
+/**
+ * The DIMSE SCP (SPEC §4): accepts TCP connections and runs one Acceptor per association. The
+ * association cap is applied by negotiation (A-ASSOCIATE-RJ 2/3/2), so every peer gets a proper
+ * answer; close() stops accepting, lets associations finish for a while, then aborts the rest.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Archive } from '../archive/archive.js';
+import type { CallContext, Logger } from '../archive/context.js';
+import type { KnownNode } from './acse/ae-filter.js';
+import { Acceptor, type DimsePolicy, type FindHandler } from './scp/acceptor.js';
+
+export type { DimsePolicy } from './scp/acceptor.js';
+
+export interface DimseServerDeps {
+  archive: Archive;
+  /** The node registry (archive/nodes.ts NodeService); needed when policy.whitelist is on. */
+  nodes?: { find(ctx: CallContext, aeTitle: string): Promise<KnownNode | undefined> };
+  policy: DimsePolicy;
+  logger: Logger;
+  /** The C-FIND SCP (scp/find.ts, next part of issue 4); without it Q/R FIND contexts are refused (result 3). */
+  find?: FindHandler;
+}
+
+export interface DimseServer {
+  listen(port: number, host?: string): Promise<{ port: number }>;
+  /** Associations open now (negotiating or established). */
+  readonly associations: number;
+  /** Stops accepting; waits up to `drainMs` (default 5000) for open associations, then aborts them. */
+  close(options?: { drainMs?: number }): Promise<void>;
+}
+
+/** Connections beyond this many over max_associations are dropped without an answer (flood guard). */
+const CONNECTION_SLACK = 16;
+
+export function createDimseServer(deps: DimseServerDeps): DimseServer {
+  const { policy, logger } = deps;
+  const open = new Set<Acceptor>();
+  let server: Server | undefined;
+
+  const onConnection = (socket: Socket): void => {
+    if (open.size >= policy.maxAssociations + CONNECTION_SLACK) {
+      socket.destroy();
+      return;
+    }
+    const nodes = deps.nodes;
+    const acceptor: Acceptor = new Acceptor({
+      archive: deps.archive,
+      policy,
+      ...(nodes ? { findNode: (ctx: CallContext, ae: string) => nodes.find(ctx, ae) } : {}),
+      ...(deps.find ? { find: deps.find } : {}),
+      logger,
+      otherAssociations: () => open.size - 1,
+    });
+    open.add(acceptor);
+    void acceptor.closed.then(() => open.delete(acceptor));
+    acceptor.attach(socket);
+  };
+
+  return {
+    get associations() {
+      return open.size;
+    },
+    async listen(port, host) {
+      if (server) throw new Error('DIMSE server already listening');
+      const s = createServer({ noDelay: true }, onConnection);
+      server = s;
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(port, host, () => {
+          s.off('error', reject);
+          resolve();
+        });
+      });
+      s.on('error', (err) => logger.error({ err: err.message }, 'DIMSE listener error'));
+      const address = s.address();
+      return { port: typeof address === 'object' && address ? address.port : port };
+    },
+    async close(options = {}) {
+      const s = server;
+      server = undefined;
+      const stopped = s ? new Promise<void>((resolve) => s.close(() => resolve())) : Promise.resolve();
+      const drainMs = options.drainMs ?? 5000;
+      if (open.size > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, drainMs);
+        });
+        await Promise.race([Promise.all([...open].map((a) => a.closed)), timeout]);
+        clearTimeout(timer);
+        for (const a of open) a.abort('server shutting down');
+        // A-ABORT sent: the peers close; ARTIM bounds those that do not.
+        await Promise.race([Promise.all([...open].map((a) => a.closed)), new Promise((r) => setTimeout(r, 1000))]);
+        for (const a of open) a.ul.destroy();
+      }
+      await stopped;
+    },
+  };
+}

@@ -1,0 +1,6 @@
+import type { Migration } from '../../sql/migrator.js';
+import { migration0001 } from './0001-initial.js';
+import { migration0002 } from './0002-nodes-jobs.js';
+
+/** PostgreSQL migrations in order. Append only; never edit a released one. */
+export const POSTGRES_MIGRATIONS: readonly Migration[] = [migration0001, migration0002];

@@ -1,0 +1,334 @@
+// The DIMSE SCP end to end: real DCMTK tools (TCP_NODELAY=1) and raw in-process peers against
+// createDimseServer over a real archive (SQLite file + filesystem blobs).
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { inflateRawSync } from 'node:zlib';
+import { ANONYMOUS } from '../../src/archive/origin.js';
+import { CommandField, decodeCommandSet, encodeCommandSet, NO_DATA_SET } from '../../src/dimse/message/command.js';
+import { fragmentPdus } from '../../src/dimse/message/fragment.js';
+import { decodePdu, encodePdu, encodeSinglePdv } from '../../src/dimse/pdu/codec.js';
+import { emptyUserInformation, type AssociateRq, type Pdu } from '../../src/dimse/pdu/types.js';
+import { UpperLayer } from '../../src/dimse/ul/association.js';
+import { DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE } from '../../src/dicom/transfer-syntax.js';
+import { generateUid } from '../../src/dicom/uids.js';
+import { writePart10 } from '../../src/dicom/writer.js';
+import { datasetElements, generateCorpus, PATIENTS, SOP_CLASS, type Corpus } from '../helpers/corpus.js';
+import { AE, dcmtk, datasetOf, startDimse, type TestDimse } from './helpers.js';
+
+const CTX = { principal: ANONYMOUS, origin: { protocol: 'internal' as const } };
+
+function instance(transferSyntaxUid: string): { bytes: Buffer; sopUid: string } {
+  const sopUid = generateUid();
+  const dataset = datasetElements({
+    patient: PATIENTS.doe,
+    studyUid: generateUid(),
+    seriesUid: generateUid(),
+    sopUid,
+    sopClassUid: SOP_CLASS.SC,
+    modality: 'OT',
+    studyDate: '20230101',
+    accessionNumber: 'DIMSE',
+    studyDescription: 'dimse',
+    seriesNumber: 1,
+    instanceNumber: 1,
+    image: { rows: 16, cols: 16, bits: 16 },
+    extra: [{ tag: '7FE00010', vr: 'OW', value: Buffer.alloc(512, 3) }],
+  });
+  return { bytes: writePart10({ dataset, transferSyntaxUid, sopClassUid: SOP_CLASS.SC, sopInstanceUid: sopUid }), sopUid };
+}
+
+async function storedBytes(d: TestDimse, sopUid: string): Promise<{ ts: string; bytes: Buffer }> {
+  const row = await d.metadata.getInstance(sopUid);
+  assert.ok(row, `instance ${sopUid} not stored`);
+  const chunks: Buffer[] = [];
+  for await (const c of await d.archive.openInstance(CTX, row)) chunks.push(c as Buffer);
+  return { ts: row.transferSyntaxUid, bytes: Buffer.concat(chunks) };
+}
+
+async function blobFiles(d: TestDimse): Promise<number> {
+  const walk = async (dir: string): Promise<number> => {
+    let n = 0;
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      n += e.isDirectory() ? await walk(path.join(dir, e.name)) : 1;
+    }
+    return n;
+  };
+  return walk(path.join(d.dir, 'blobs'));
+}
+
+const RQ = (contexts: [string, string[]][], calledAe = AE, callingAe = 'RAWSCU'): AssociateRq => ({
+  type: 'A-ASSOCIATE-RQ',
+  protocolVersion: 1,
+  calledAe,
+  callingAe,
+  applicationContext: '1.2.840.10008.3.1.1.1',
+  presentationContexts: contexts.map(([abstractSyntax, transferSyntaxes], i) => ({ id: 2 * i + 1, abstractSyntax, transferSyntaxes })),
+  userInformation: { ...emptyUserInformation(), maxLength: 16384 },
+});
+
+/** A raw peer: writes what it is told, collects the PDUs it gets, notices when the server closes. */
+class RawPeer {
+  readonly socket: Socket;
+  private buf = Buffer.alloc(0);
+  readonly pdus: Pdu[] = [];
+  closed = false;
+  constructor(port: number) {
+    this.socket = connect(port, '127.0.0.1');
+    this.socket.setNoDelay(true);
+    this.socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      while (this.buf.length >= 6 && this.buf.length >= 6 + this.buf.readUInt32BE(2)) {
+        const n = 6 + this.buf.readUInt32BE(2);
+        this.pdus.push(decodePdu(this.buf.subarray(0, n)));
+        this.buf = this.buf.subarray(n);
+      }
+    });
+    this.socket.on('error', () => {});
+    this.socket.on('close', () => (this.closed = true));
+  }
+  async next(ms = 3000): Promise<Pdu> {
+    const start = Date.now();
+    while (this.pdus.length === 0) {
+      if (Date.now() - start > ms) throw new Error('no PDU received');
+      if (this.closed) throw new Error('closed without a PDU');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return this.pdus.shift() as Pdu;
+  }
+  async associate(contexts: [string, string[]][]): Promise<void> {
+    this.socket.write(encodePdu(RQ(contexts)));
+    const ac = await this.next();
+    assert.equal(ac.type, 'A-ASSOCIATE-AC');
+  }
+  end(): void {
+    this.socket.destroy();
+  }
+}
+
+/** An in-process C-ECHO on its own association (our upper layer as requestor), bounded by `ms`. */
+function echo(port: number, ms = 2000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      ul.destroy();
+      reject(new Error('C-ECHO timed out'));
+    }, ms);
+    let status: number | undefined;
+    const parts: Buffer[] = [];
+    const ul: UpperLayer = new UpperLayer({
+      role: 'requestor',
+      artimMs: ms,
+      limits: { maxPDataLength: 16384, maxOtherLength: 1024 * 1024 },
+      user: {
+        associateConfirm: (pdu) => {
+          if (pdu.type !== 'A-ASSOCIATE-AC' || pdu.presentationContexts[0]?.result !== 0) return reject(new Error('echo association refused'));
+          const cmd = encodeCommandSet({ commandField: CommandField.C_ECHO_RQ, commandDataSetType: NO_DATA_SET, messageId: 1, affectedSopClassUid: '1.2.840.10008.1.1' });
+          for (const p of fragmentPdus(1, true, cmd, 16384)) void ul.sendPData(p);
+        },
+        pData: (f) => {
+          parts.push(Buffer.from(f.data));
+          if (f.end && f.last) {
+            status = decodeCommandSet(Buffer.concat(parts)).status;
+            ul.release();
+          }
+        },
+        closed: () => {
+          clearTimeout(timer);
+          if (status === undefined) reject(new Error('no C-ECHO response'));
+          else resolve(status);
+        },
+      },
+    });
+    ul.associate(RQ([['1.2.840.10008.1.1', [IMPLICIT_VR_LE]]], AE, 'ECHOSCU'), () => connect(port, '127.0.0.1'));
+  });
+}
+
+describe('DIMSE SCP with DCMTK', () => {
+  let d: TestDimse;
+  let dir: string;
+  let corpus: Corpus;
+  before(async () => {
+    d = await startDimse();
+    dir = await mkdtemp(path.join(tmpdir(), 'pacsnode-dimse-files-'));
+    corpus = await generateCorpus();
+  });
+  after(async () => {
+    await d.close();
+    await corpus.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers echoscu', async () => {
+    const r = await dcmtk('echoscu', ['-aet', 'ECHOSCU', '-aec', AE, '127.0.0.1', String(d.port)]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  const native: [string, string, string[]][] = [
+    ['-xi', IMPLICIT_VR_LE, ['-xi']],
+    ['-xe', EXPLICIT_VR_LE, ['-xe']],
+    ['-xb', EXPLICIT_VR_BE, ['-xb']],
+    ['-xd', DEFLATED_EXPLICIT_VR_LE, ['-xd']],
+  ];
+  for (const [option, ts, args] of native) {
+    it(`stores what storescu ${option} sends: transfer syntax ${ts} recorded, dataset bytes unchanged`, async () => {
+      const f = instance(ts);
+      const file = path.join(dir, `${option}.dcm`);
+      await writeFile(file, f.bytes);
+      const r = await dcmtk('storescu', ['-aet', 'STORESCU', '-aec', AE, ...args, '127.0.0.1', String(d.port), file]);
+      assert.equal(r.code, 0, r.stderr);
+      const stored = await storedBytes(d, f.sopUid);
+      assert.equal(stored.ts, ts);
+      if (ts === DEFLATED_EXPLICIT_VR_LE) {
+        // storescu inflates and deflates again as it sends, so the compressed bytes differ from the file's
+        assert.ok(inflateRawSync(datasetOf(stored.bytes)).equals(inflateRawSync(datasetOf(f.bytes))), 'inflated dataset differs');
+      } else {
+        assert.ok(datasetOf(stored.bytes).equals(datasetOf(f.bytes)), 'dataset bytes differ');
+      }
+    });
+  }
+
+  for (const [option, label] of [['-xy', 'jpegSingle'], ['-xr', 'rle']] as const) {
+    it(`stores compressed data sent with storescu ${option} unchanged`, async () => {
+      const f = corpus.files.find((x) => x.label === label) ?? corpus.files.find((x) => x.transferSyntax === (option === '-xy' ? '1.2.840.10008.1.2.4.50' : '1.2.840.10008.1.2.5'));
+      assert.ok(f, `corpus has no ${label}`);
+      const r = await dcmtk('storescu', ['-aet', 'STORESCU', '-aec', AE, option, '127.0.0.1', String(d.port), f.path]);
+      assert.equal(r.code, 0, r.stderr);
+      const stored = await storedBytes(d, f.sopUid);
+      assert.equal(stored.ts, f.transferSyntax);
+      assert.ok(datasetOf(stored.bytes).equals(datasetOf(await readFile(f.path))), 'dataset bytes differ');
+      // our File Meta names the sender
+      assert.ok(stored.bytes.subarray(0, 400).includes(Buffer.from('STORESCU')));
+    });
+  }
+
+  it('stores a whole corpus in one association with default proposals (status 0000 for each)', async () => {
+    const files = corpus.files.filter((x) => !x.transferSyntax.startsWith('1.2.840.10008.1.2.4') && x.transferSyntax !== '1.2.840.10008.1.2.5');
+    const r = await dcmtk('storescu', ['-aet', 'STORESCU', '-aec', AE, '127.0.0.1', String(d.port), ...files.map((x) => x.path)]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const f of files) assert.equal((await d.metadata.getInstance(f.sopUid))?.sopUid, f.sopUid);
+  });
+
+  it('rejects a called AE title that is not ours (1/1/7)', async () => {
+    const r = await dcmtk('echoscu', ['-aet', 'ECHOSCU', '-aec', 'NOTUS', '127.0.0.1', String(d.port)]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /Called AE Title Not Recognized/i);
+  });
+});
+
+describe('DIMSE SCP policy', () => {
+  it('rejects an unregistered calling AE under the whitelist (1/1/3) and accepts a registered one', async () => {
+    const d = await startDimse({ policy: { whitelist: true }, nodes: { KNOWN: { allowStore: true, allowFind: true, allowRetrieve: true } } });
+    try {
+      const bad = await dcmtk('echoscu', ['-aet', 'STRANGER', '-aec', AE, '127.0.0.1', String(d.port)]);
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /Calling AE Title Not Recognized/i);
+      const good = await dcmtk('echoscu', ['-aet', 'KNOWN', '-aec', AE, '127.0.0.1', String(d.port)]);
+      assert.equal(good.code, 0, good.stderr);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('rejects associations over max_associations (2/3/2) while the others work', async () => {
+    const d = await startDimse({ policy: { maxAssociations: 1 } });
+    const holder = new RawPeer(d.port);
+    try {
+      await holder.associate([['1.2.840.10008.1.1', [IMPLICIT_VR_LE]]]);
+      const second = new RawPeer(d.port);
+      second.socket.write(encodePdu(RQ([['1.2.840.10008.1.1', [IMPLICIT_VR_LE]]])));
+      assert.deepEqual(await second.next(), { type: 'A-ASSOCIATE-RJ', result: 2, source: 3, reason: 2 });
+      second.end();
+      const r = await dcmtk('echoscu', ['-aet', 'ECHOSCU', '-aec', AE, '127.0.0.1', String(d.port)]);
+      assert.match(r.stderr, /Local Limit Exceeded/i);
+    } finally {
+      holder.end();
+      await d.close();
+    }
+  });
+});
+
+describe('DIMSE SCP under abuse: only the offending association ends, nothing is stored', () => {
+  let d: TestDimse;
+  before(async () => {
+    d = await startDimse({ policy: { timeoutSecs: 3 } });
+  });
+  after(async () => {
+    await d.close();
+  });
+
+  const STORAGE: [string, string[]][] = [[SOP_CLASS.SC, [EXPLICIT_VR_LE]]];
+
+  it('aborts a P-DATA-TF announcing 1 GiB with A-ABORT 2/6', async () => {
+    const p = new RawPeer(d.port);
+    await p.associate(STORAGE);
+    const header = Buffer.from([0x04, 0, 0x40, 0, 0, 0]);
+    p.socket.write(header);
+    assert.deepEqual(await p.next(), { type: 'A-ABORT', source: 2, reason: 6 });
+    assert.equal(await echo(d.port), 0);
+    p.end();
+  });
+
+  it('aborts garbage bytes (unrecognized PDU, reason 1) before association', async () => {
+    const p = new RawPeer(d.port);
+    p.socket.write(Buffer.from('\x47\x45\x54 / HTTP/1.1\r\nHost: x\r\n\r\n', 'latin1'));
+    assert.deepEqual(await p.next(), { type: 'A-ABORT', source: 2, reason: 1 });
+    assert.equal(await echo(d.port), 0);
+    p.end();
+  });
+
+  it('aborts an unknown PDU type on an established association (reason 1)', async () => {
+    const p = new RawPeer(d.port);
+    await p.associate(STORAGE);
+    p.socket.write(Buffer.from([0x0a, 0, 0, 0, 0, 4, 0, 0, 0, 0]));
+    assert.deepEqual(await p.next(), { type: 'A-ABORT', source: 2, reason: 1 });
+    assert.equal(await echo(d.port), 0);
+    p.end();
+  });
+
+  it('aborts an A-ASSOCIATE-RQ on an established association (unexpected PDU, reason 2)', async () => {
+    const p = new RawPeer(d.port);
+    await p.associate(STORAGE);
+    p.socket.write(encodePdu(RQ(STORAGE)));
+    assert.deepEqual(await p.next(), { type: 'A-ABORT', source: 2, reason: 2 });
+    p.end();
+  });
+
+  it('stores nothing when the peer disconnects mid-dataset, and echoes meanwhile', async () => {
+    const before = await blobFiles(d);
+    const f = instance(EXPLICIT_VR_LE);
+    const ds = datasetOf(f.bytes);
+    const p = new RawPeer(d.port);
+    await p.associate(STORAGE);
+    const cmd = encodeCommandSet({ commandField: CommandField.C_STORE_RQ, commandDataSetType: 0, messageId: 1, priority: 0, affectedSopClassUid: SOP_CLASS.SC, affectedSopInstanceUid: f.sopUid });
+    p.socket.write(encodeSinglePdv(1, true, true, cmd));
+    p.socket.write(encodeSinglePdv(1, false, false, ds.subarray(0, ds.length - 100)));
+    assert.equal(await echo(d.port), 0);
+    p.end();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await blobFiles(d), before);
+    assert.equal(await d.metadata.getInstance(f.sopUid), undefined);
+  });
+
+  it('stores a dataset sent in many small fragments by a raw peer, answering 0000', async () => {
+    const f = instance(EXPLICIT_VR_LE);
+    const ds = datasetOf(f.bytes);
+    const p = new RawPeer(d.port);
+    await p.associate(STORAGE);
+    const cmd = encodeCommandSet({ commandField: CommandField.C_STORE_RQ, commandDataSetType: 0, messageId: 7, priority: 0, affectedSopClassUid: SOP_CLASS.SC, affectedSopInstanceUid: f.sopUid });
+    for (const pdu of fragmentPdus(1, true, cmd, 20)) p.socket.write(pdu);
+    for (const pdu of fragmentPdus(1, false, ds, 64)) p.socket.write(pdu);
+    const rsp = await p.next();
+    assert.equal(rsp.type, 'P-DATA-TF');
+    const command = decodeCommandSet(rsp.type === 'P-DATA-TF' ? Buffer.concat(rsp.pdvs.map((v) => v.data)) : Buffer.alloc(0));
+    assert.equal(command.commandField, CommandField.C_STORE_RSP);
+    assert.equal(command.status, 0);
+    assert.equal(command.messageIdBeingRespondedTo, 7);
+    p.socket.write(encodePdu({ type: 'A-RELEASE-RQ' }));
+    assert.deepEqual(await p.next(), { type: 'A-RELEASE-RP' });
+    p.end();
+    assert.ok(datasetOf((await storedBytes(d, f.sopUid)).bytes).equals(ds));
+  });
+});
