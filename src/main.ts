@@ -8,7 +8,8 @@ import type { ArchiveSettings } from './archive/context.js';
 import { SYSTEM } from './archive/origin.js';
 import { databaseKind, sqlitePathFromUrl } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { createDimseServer } from './dimse/server.js';
+import { createScu } from './dimse/scu/index.js';
+import { createDimseServer, createFindHandler } from './dimse/server.js';
 import { buildHttpApp } from './http/app.js';
 import type { Logger } from './logging.js';
 import type { BlobStore } from './storage/blobs.js';
@@ -128,7 +129,13 @@ export async function startServer(config: Config, options: RunOptions): Promise<
   }
   const nodes = createNodeService({ store: stores.nodes, logger: logger.child({ component: 'nodes' }) });
   const jobs = createJobService({ store: stores.jobs, logger: logger.child({ component: 'jobs' }) });
-  const http = await buildHttpApp({ archive, config, logger: logger.child({ component: 'http' }), nodes, jobs });
+  const scu = createScu({
+    callingAe: config.server.ae_title,
+    timeoutSecs: config.server.dimse_timeout_secs,
+    maxPduLength: config.server.max_pdu_length,
+    logger: logger.child({ component: 'dimse' }),
+  });
+  const http = await buildHttpApp({ archive, config, logger: logger.child({ component: 'http' }), nodes, jobs, scu });
   let gcTimer: NodeJS.Timeout | undefined;
   const closers: (() => Promise<void>)[] = [];
   const close = async (): Promise<void> => {
@@ -168,6 +175,7 @@ export async function startServer(config: Config, options: RunOptions): Promise<
       timeoutSecs: config.server.dimse_timeout_secs,
     },
     logger: logger.child({ component: 'dimse' }),
+    find: createFindHandler({ archive, aeTitle: config.server.ae_title }),
   });
   let dicomPort: number;
   try {
@@ -178,7 +186,7 @@ export async function startServer(config: Config, options: RunOptions): Promise<
   }
   // Closed first on shutdown (closers run in reverse): associations drain before HTTP and the stores.
   closers.push(() => dimse.close());
-  logger.info({ port: dicomPort, aeTitle: config.server.ae_title }, `DIMSE listening on port ${dicomPort} as ${config.server.ae_title} (C-ECHO, C-STORE)`);
+  logger.info({ port: dicomPort, aeTitle: config.server.ae_title }, `DIMSE listening on port ${dicomPort} as ${config.server.ae_title} (C-ECHO, C-STORE, C-FIND)`);
 
   const interval = config.storage.gc_interval_secs;
   if (interval > 0) {

@@ -93,8 +93,15 @@ export interface QidoSearchOptions {
   readonly requestTimeoutMs: number;
 }
 
+/** PatientName searches with a wildcard (prefix `DOE*` and infix `*ohn*`): aimed at separately. */
+export const WILDCARD_KINDS: ReadonlySet<SearchKind> = new Set<SearchKind>(['PatientName DOE*', 'PatientName *ohn*']);
+
 export interface QidoSearchFigures {
   readonly overall: LatencyFigures;
+  /** Every kind except the wildcard name searches. */
+  readonly study: LatencyFigures;
+  /** The wildcard name searches. */
+  readonly wildcardName: LatencyFigures;
   readonly byKind: Readonly<Record<SearchKind, LatencyFigures>>;
 }
 
@@ -167,5 +174,9 @@ export async function runSearches(o: QidoSearchOptions): Promise<QidoSearchFigur
     const s = samples.get(k) ?? { ms: [], results: [] };
     return [k, latency(s.ms, s.results)];
   })) as Record<SearchKind, LatencyFigures>;
-  return { overall: latency(all.flatMap((s) => s.ms), all.flatMap((s) => s.results)), byKind };
+  const group = (wildcard: boolean): LatencyFigures => {
+    const picked = SEARCH_KINDS.filter((k) => WILDCARD_KINDS.has(k) === wildcard).map((k) => samples.get(k) ?? { ms: [], results: [] });
+    return latency(picked.flatMap((s) => s.ms), picked.flatMap((s) => s.results));
+  };
+  return { overall: latency(all.flatMap((s) => s.ms), all.flatMap((s) => s.results)), study: group(false), wildcardName: group(true), byKind };
 }

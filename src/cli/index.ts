@@ -3,6 +3,7 @@
 //   pacsnode generate-config standalone|production [--output FILE] [--force]
 //   pacsnode migrate [--config FILE]                      apply database migrations
 //   pacsnode gc [--config FILE]                           delete unreferenced blobs older than gc_grace_secs
+//   pacsnode echo|store|find ...                          DIMSE SCU (cli/dimse.ts)
 // Exit codes: 0 ok, 1 failure, 2 invalid configuration.
 // This is one of the three places allowed to read process.env (ARCHITECTURE rule 9): it is read
 // here once and handed to loadConfig.
@@ -14,10 +15,10 @@ import { generateConfig, PROFILE_NAMES, type ProfileName } from '../config/gener
 import { ConfigError, loadConfig, redactConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../logging.js';
+import { registerDimseCommands } from './dimse.js';
 
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_CONFIG = 2;
+import { EXIT_CONFIG, EXIT_FAILURE } from './exit-codes.js';
+export { EXIT_CONFIG, EXIT_FAILURE, EXIT_OK } from './exit-codes.js';
 
 /** Everything the CLI takes from the process; tests pass their own. */
 export interface CliIo {
@@ -26,6 +27,8 @@ export interface CliIo {
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly cwd: string;
   readonly packageRoot: string;
+  /** stderr is a terminal (progress bars are drawn only then). */
+  readonly stderrIsTTY?: boolean;
 }
 
 /** What a command needs: the process I/O, the config for `--config`, a logger for a config. */
@@ -44,7 +47,7 @@ export interface CliContext {
  */
 export type CommandRegistrar = (program: Command, ctx: CliContext) => void;
 
-export const EXTRA_COMMANDS: readonly CommandRegistrar[] = [];
+export const EXTRA_COMMANDS: readonly CommandRegistrar[] = [registerDimseCommands];
 
 /** dist/cli/index.js and src/cli/index.ts are both two levels below the package root. */
 export const PACKAGE_ROOT = path.resolve(fileURLToPath(new URL('../../', import.meta.url)));
@@ -56,6 +59,7 @@ function processIo(): CliIo {
     env: process.env,
     cwd: process.cwd(),
     packageRoot: PACKAGE_ROOT,
+    stderrIsTTY: process.stderr.isTTY,
   };
 }
 

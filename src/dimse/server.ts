@@ -9,7 +9,8 @@ import type { CallContext, Logger } from '../archive/context.js';
 import type { KnownNode } from './acse/ae-filter.js';
 import { Acceptor, type DimsePolicy, type FindHandler } from './scp/acceptor.js';
 
-export type { DimsePolicy } from './scp/acceptor.js';
+export type { DimsePolicy, FindHandler } from './scp/acceptor.js';
+export { createFindHandler, type FindDeps } from './scp/find.js';
 
 export interface DimseServerDeps {
   archive: Archive;
@@ -17,7 +18,7 @@ export interface DimseServerDeps {
   nodes?: { find(ctx: CallContext, aeTitle: string): Promise<KnownNode | undefined> };
   policy: DimsePolicy;
   logger: Logger;
-  /** The C-FIND SCP (scp/find.ts, next part of issue 4); without it Q/R FIND contexts are refused (result 3). */
+  /** The C-FIND SCP (`createFindHandler`, scp/find.ts); without it Q/R FIND contexts are refused (result 3). */
   find?: FindHandler;
 }
 

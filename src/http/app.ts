@@ -9,7 +9,7 @@ import { registerDownloadRoutes } from './api/download.js';
 import { registerHealth } from './api/health.js';
 import { registerInstanceRoutes } from './api/instances.js';
 import { registerJobRoutes } from './api/jobs.js';
-import { registerNodeRoutes } from './api/nodes.js';
+import { registerNodeRoutes, type NodeScu } from './api/nodes.js';
 import { registerOpenApiCollector, registerOpenApiRoutes } from './api/openapi.js';
 import type { RestDeps } from './api/resources.js';
 import { registerSeriesRoutes } from './api/series.js';
@@ -32,6 +32,8 @@ export interface HttpAppOptions {
   nodes: NodeService;
   /** /api/jobs (SPEC §5). */
   jobs: JobService;
+  /** The DIMSE SCU behind POST /api/nodes/{ae}/echo|find|store (omitted: those routes are not served). */
+  scu?: NodeScu;
 }
 
 export const DICOMWEB_ROOTS = ['/wado', '/dicom-web'] as const;
@@ -113,7 +115,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerStatisticsRoutes(app, deps);
   registerDownloadRoutes(app, deps);
   // Nodes and jobs live in the database next to the index; main.ts builds their services.
-  registerNodeRoutes(app, { nodes: opts.nodes });
+  registerNodeRoutes(app, { nodes: opts.nodes, jobs: opts.jobs, archive, ...(opts.scu ? { scu: opts.scu } : {}) });
   registerJobRoutes(app, { jobs: opts.jobs });
 
   // ---- DICOMweb (SPEC §3) ----

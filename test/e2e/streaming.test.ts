@@ -133,7 +133,8 @@ describe('STOW-RS streaming on a real server', () => {
   }
 
   before(async () => {
-    srv = await startTestServer();
+    // Watches temporary files under the blob folder: the filesystem store, whatever the run's profile
+    srv = await startTestServer({}, { profile: 'standalone' });
     root = srv.config.filesystem_storage.root;
   });
   after(async () => {

@@ -64,7 +64,8 @@ describe('REST API /api', () => {
   let srv: TestServer;
   let blobRoot: string;
   before(async () => {
-    srv = await startTestServer();
+    // Blob and temporary-file counts on the blob folder: the filesystem store, whatever the run's profile
+    srv = await startTestServer({}, { profile: 'standalone' });
     blobRoot = srv.config.filesystem_storage.root;
   });
   after(async () => srv?.close());

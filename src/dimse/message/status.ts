@@ -1,7 +1,9 @@
 /**
  * DIMSE status codes (PS3.7 Annex C, PS3.4 Annexes B and C), and the one table that maps the
- * archive's neutral ingest outcome to a C-STORE status (ARCHITECTURE rule 7).
+ * archive's neutral ingest outcome to a C-STORE status (ARCHITECTURE rule 7); findFailure maps the
+ * errors of archive.query to C-FIND failure statuses.
  */
+import { isArchiveError } from '../../archive/errors.js';
 import { IngestFailure, IngestWarning, type IngestOutcome } from '../../archive/ingest/outcome.js';
 
 export const Status = {
@@ -28,6 +30,10 @@ export const Status = {
   PROCESSING_FAILURE: 0x0110,
   SOP_CLASS_NOT_SUPPORTED: 0x0122,
   UNRECOGNIZED_OPERATION: 0x0211,
+  /** Refused: not authorized (PS3.7 C.5.x general status). */
+  NOT_AUTHORIZED: 0x0124,
+  /** C-FIND failure "Unable to process" (C000–CFFF): the query failed while it was being run. */
+  UNABLE_TO_PROCESS: 0xc001,
 } as const;
 
 /** The C-STORE failure status of each IngestFailure. */
@@ -59,4 +65,35 @@ export function storeStatus(outcome: IngestOutcome): number {
 
 export function isFailure(status: number): boolean {
   return status !== Status.SUCCESS && status !== Status.PENDING && status !== Status.PENDING_WARNING && status !== Status.CANCEL && (status & 0xf000) !== 0xb000;
+}
+
+/** A failed C-FIND's status, and the key to name in Offending Element (0000,0901) when one is at fault. */
+export interface FindFailure {
+  status: number;
+  /** The offending key as the archive named it (a tag of 8 hex digits, or a keyword). */
+  key?: string;
+}
+
+/**
+ * The C-FIND failure status of an error of archive.query (PS3.4 C.4.1.1.4): a key the query model
+ * refuses (bad value, bad UID) makes the identifier not match the SOP class (A900); a refused
+ * principal 0124; an unavailable store A700; anything else "unable to process" (C001).
+ */
+export function findFailure(err: unknown): FindFailure {
+  if (!isArchiveError(err)) return { status: Status.UNABLE_TO_PROCESS };
+  const key = typeof err.details?.['key'] === 'string' ? err.details['key'] : undefined;
+  switch (err.code) {
+    case 'INVALID_QUERY':
+    case 'INVALID_UID':
+    case 'INVALID_PARAMETER':
+      return { status: Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, ...(key !== undefined ? { key } : {}) };
+    case 'FORBIDDEN':
+    case 'UNAUTHORIZED':
+      return { status: Status.NOT_AUTHORIZED };
+    case 'DATABASE_UNAVAILABLE':
+    case 'STORAGE_UNAVAILABLE':
+      return { status: Status.OUT_OF_RESOURCES };
+    default:
+      return { status: Status.UNABLE_TO_PROCESS };
+  }
 }

@@ -1,17 +1,69 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { Archive } from '../../archive/archive.js';
 import { BROWSE_DEFAULT_LIMIT, BROWSE_MAX_LIMIT } from '../../archive/browse.js';
+import type { CallContext } from '../../archive/context.js';
+import { ArchiveError } from '../../archive/errors.js';
+import type { JobService } from '../../archive/jobs.js';
 import { AE_TITLE_MAX, DESCRIPTION_MAX, type NodeService } from '../../archive/nodes.js';
+import type { DicomJsonDataset } from '../../dicom/types.js';
 import type { NodeRecord } from '../../storage/nodes.js';
+import type { InstanceRow } from '../../storage/metadata.js';
+import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
-import { errorResponses, intQuery } from '../schemas.js';
+import { errorResponses, errorSchema, intQuery, uidParam } from '../schemas.js';
+import { jobJson, jobSchema } from './jobs.js';
 import { listSchema } from './resources.js';
 
 /** SPEC §5: /api/nodes — the remote DICOM nodes (AE whitelist, move destinations, SCU peers). */
 
+/** A remote AE as the SCU addresses it. */
+export interface DimseTarget {
+  host: string;
+  port: number;
+  calledAe: string;
+}
+
+/** One instance for the SCU to send (the shape of dimse/scu's StoreItem). */
+export interface NodeStoreItem {
+  sopClassUid: string;
+  sopInstanceUid: string;
+  transferSyntaxUid: string;
+  open(): Promise<AsyncIterable<Uint8Array>>;
+  label?: string;
+  size?: number;
+}
+
+export interface NodeStoreProgress {
+  /** The instance just finished; absent on byte-count updates. */
+  result?: { sopInstanceUid?: string; outcome: 'success' | 'warning' | 'failure' };
+}
+
+/**
+ * The DIMSE SCU as the node actions use it. main.ts passes the client of dimse/scu (createScu):
+ * edges do not import each other (ARCHITECTURE rule 1). Its errors carry a string `code` and
+ * `details`; INVALID_REQUEST is the caller's mistake, any other code the peer's or the network's.
+ */
+export interface NodeScu {
+  echo(target: DimseTarget): Promise<{ status: number; durationMs: number }>;
+  find(
+    target: DimseTarget,
+    request: { level: 'PATIENT' | 'STUDY' | 'SERIES' | 'IMAGE'; model: 'study' | 'patient'; keys: Record<string, string | null>; returnKeys: string[] },
+  ): AsyncIterable<DicomJsonDataset>;
+  store(
+    target: DimseTarget,
+    items: readonly NodeStoreItem[],
+    options: { onProgress?: (p: NodeStoreProgress) => void; signal?: AbortSignal },
+  ): Promise<{ completed: number; warning: number; failed: number; cancelled: boolean }>;
+}
+
 export interface NodeRouteDeps {
   nodes: NodeService;
+  /** With scu, jobs and archive, the node actions (echo, find, store) are served too. */
+  scu?: NodeScu;
+  jobs?: JobService;
+  archive?: Archive;
 }
 
 const timestamp = z.string().meta({ format: 'date-time', description: 'ISO-8601 UTC' });
@@ -75,7 +127,8 @@ export function nodeJson(n: NodeRecord): NodeJson {
 }
 
 export function registerNodeRoutes(app: FastifyInstance, deps: NodeRouteDeps): void {
-  const { nodes } = deps;
+  const { nodes, scu, jobs, archive } = deps;
+  if (scu && jobs && archive) registerNodeActionRoutes(app, { nodes, scu, jobs, archive });
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.get('/api/nodes', {
@@ -149,5 +202,201 @@ export function registerNodeRoutes(app: FastifyInstance, deps: NodeRouteDeps): v
   }, async (request, reply) => {
     await nodes.remove(callContext(request, 'rest'), request.params.ae_title);
     return reply.code(204).send();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Node actions: the SCU against a registered node (SPEC §5)
+
+interface ActionDeps {
+  nodes: NodeService;
+  scu: NodeScu;
+  jobs: JobService;
+  archive: Archive;
+}
+
+/** REST find results are bounded: a larger answer is cut with C-CANCEL. */
+export const FIND_DEFAULT_LIMIT = 1000;
+export const FIND_MAX_LIMIT = 10000;
+
+const dimseErrorResponse = errorSchema.meta({
+  description: 'The node could not be reached or answered with a failure (code DIMSE_ECHO_FAILED, DIMSE_FIND_FAILED; details.reason: CONNECT_FAILED, ASSOCIATION_REJECTED, TIMEOUT, ...)',
+});
+
+const echoResultSchema = z
+  .object({
+    ok: z.literal(true),
+    ae_title: z.string(),
+    duration_ms: z.number().meta({ description: 'From connecting to the C-ECHO response' }),
+  })
+  .meta({ id: 'NodeEchoResult' });
+
+const findBodySchema = z
+  .object({
+    level: z.enum(['PATIENT', 'STUDY', 'SERIES', 'IMAGE']),
+    model: z.enum(['study', 'patient']).default('study').meta({ description: 'Study Root (default) or Patient Root' }),
+    keys: z
+      .record(z.string(), z.string().nullable())
+      .default({})
+      .meta({ description: 'Matching keys by keyword or tag; an empty value asks for the attribute back', example: { PatientName: 'DOE*' } }),
+    includefield: z.array(z.string()).default([]).meta({ description: 'Further attributes to return (keyword or tag)' }),
+    limit: z.number().int().min(1).max(FIND_MAX_LIMIT).default(FIND_DEFAULT_LIMIT).meta({ description: `At most this many results (C-CANCEL after); 1–${FIND_MAX_LIMIT}` }),
+  })
+  .meta({ id: 'NodeFind' });
+
+const storeBodySchema = z
+  .object({
+    level: z.enum(['STUDY', 'SERIES', 'IMAGE']),
+    study_uid: uidParam('Study Instance UID'),
+    series_uid: uidParam('Series Instance UID (SERIES, optional for IMAGE)').optional(),
+    sop_uids: z.array(uidParam('SOP Instance UID')).min(1).optional().meta({ description: 'SOP Instance UIDs (IMAGE)' }),
+  })
+  .meta({ id: 'NodeStore' });
+
+const jobAcceptedSchema = z.object({ job_id: z.string().meta({ format: 'uuid' }) }).meta({ id: 'JobAccepted' });
+const jobDoneSchema = jobSchema.extend({ job_id: z.string() }).meta({ id: 'JobDone' });
+
+const actionParams = z.object({ ae_title: z.string().meta({ description: 'AE title of a registered node (exact, case-sensitive)' }) });
+
+function targetOf(node: NodeRecord): DimseTarget {
+  return { host: node.host, port: node.port, calledAe: node.aeTitle };
+}
+
+function scuErrorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** An SCU failure: the caller's (400) or the node's (502). ArchiveErrors go to the error handler. */
+function sendDimseError(reply: FastifyReply, err: unknown, code: string, ae: string): FastifyReply {
+  if (err instanceof ArchiveError) throw err;
+  const reason = scuErrorCode(err);
+  const message = err instanceof Error ? err.message : String(err);
+  if (reason === 'INVALID_REQUEST') return sendError(reply, 400, 'INVALID_PARAMETER', message, {});
+  const details = (err as { details?: unknown }).details;
+  return sendError(reply, 502, code, message, { ae_title: ae, ...(reason ? { reason } : {}), ...(details && typeof details === 'object' ? details : {}) });
+}
+
+/** The instances a store request names, in the archive's order; NOT_FOUND when any is missing. */
+async function instancesFor(archive: Archive, ctx: CallContext, body: z.output<typeof storeBodySchema>): Promise<InstanceRow[]> {
+  if (body.level === 'SERIES' && body.series_uid === undefined) throw new ArchiveError('INVALID_PARAMETER', 'series_uid is required at level SERIES', { field: 'series_uid' });
+  if (body.level === 'IMAGE' && body.sop_uids === undefined) throw new ArchiveError('INVALID_PARAMETER', 'sop_uids is required at level IMAGE', { field: 'sop_uids' });
+  const scope = { studyUid: body.study_uid, ...(body.level !== 'STUDY' && body.series_uid !== undefined ? { seriesUid: body.series_uid } : {}) };
+  const wanted = body.level === 'IMAGE' ? new Set(body.sop_uids) : undefined;
+  const rows: InstanceRow[] = [];
+  for await (const row of await archive.locate(ctx, scope)) {
+    if (wanted && !wanted.has(row.sopUid)) continue;
+    const { header: _header, ...plain } = row;
+    rows.push(plain);
+  }
+  if (wanted) {
+    const found = new Set(rows.map((r) => r.sopUid));
+    const missing = [...wanted].filter((u) => !found.has(u));
+    if (missing.length > 0) throw new ArchiveError('NOT_FOUND', 'instance not found', { sop_uids: missing });
+  }
+  return rows;
+}
+
+function registerNodeActionRoutes(app: FastifyInstance, deps: ActionDeps): void {
+  const { nodes, scu, jobs, archive } = deps;
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.post('/api/nodes/:ae_title/echo', {
+    schema: {
+      tags: ['nodes'],
+      operationId: 'echoNode',
+      summary: 'C-ECHO a registered node',
+      description: 'Synchronous. 502 DIMSE_ECHO_FAILED when the node cannot be reached, rejects the association or answers with a failure.',
+      params: actionParams,
+      response: { 200: echoResultSchema, ...errorResponses(404), 502: dimseErrorResponse },
+    },
+  }, async (request, reply) => {
+    const node = await nodes.get(callContext(request, 'rest'), request.params.ae_title);
+    try {
+      const result = await scu.echo(targetOf(node));
+      return { ok: true as const, ae_title: node.aeTitle, duration_ms: result.durationMs };
+    } catch (err) {
+      return sendDimseError(reply, err, 'DIMSE_ECHO_FAILED', node.aeTitle);
+    }
+  });
+
+  r.post('/api/nodes/:ae_title/find', {
+    schema: {
+      tags: ['nodes'],
+      operationId: 'findOnNode',
+      summary: 'C-FIND on a registered node',
+      description: 'The matches as a DICOM JSON array (each dataset as the node returned it). 502 DIMSE_FIND_FAILED when the node fails.',
+      params: actionParams,
+      body: findBodySchema,
+      response: { 200: z.array(z.record(z.string(), z.unknown())).meta({ description: 'DICOM JSON datasets' }), ...errorResponses(400, 404), 502: dimseErrorResponse },
+    },
+  }, async (request, reply) => {
+    const node = await nodes.get(callContext(request, 'rest'), request.params.ae_title);
+    const b = request.body;
+    const out: DicomJsonDataset[] = [];
+    try {
+      for await (const ds of scu.find(targetOf(node), { level: b.level, model: b.model, keys: b.keys, returnKeys: b.includefield })) {
+        out.push(ds);
+        if (out.length >= b.limit) break;
+      }
+    } catch (err) {
+      return sendDimseError(reply, err, 'DIMSE_FIND_FAILED', node.aeTitle);
+    }
+    return out;
+  });
+
+  r.post('/api/nodes/:ae_title/store', {
+    schema: {
+      tags: ['nodes'],
+      operationId: 'storeToNode',
+      summary: 'Send a study, series or instances to a registered node (C-STORE job)',
+      description:
+        'Starts a job (GET /api/jobs/{id} for progress: remaining, completed, failed, warning, failed_uids). 202 with the job id; with ?wait=true, 200 with the finished job. Instances the node refuses count as failed; a node that cannot be reached fails the job.',
+      params: actionParams,
+      querystring: z.object({ wait: z.enum(['true', 'false']).optional().meta({ description: 'Answer when the job has finished' }) }),
+      body: storeBodySchema,
+      response: { 200: jobDoneSchema, 202: jobAcceptedSchema, ...errorResponses(400, 404) },
+    },
+  }, async (request, reply) => {
+    const ctx = callContext(request, 'rest');
+    const node = await nodes.get(ctx, request.params.ae_title);
+    const b = request.body;
+    const rows = await instancesFor(archive, ctx, b);
+    const target = targetOf(node);
+    const jobRequest = {
+      ae_title: node.aeTitle,
+      level: b.level,
+      study_uid: b.study_uid,
+      ...(b.series_uid !== undefined ? { series_uid: b.series_uid } : {}),
+      ...(b.sop_uids !== undefined ? { sop_uids: b.sop_uids } : {}),
+    };
+    const started = await jobs.startJob(ctx, 'store', jobRequest, async (run) => {
+      await run.progress({ set: { remaining: rows.length } });
+      const items: NodeStoreItem[] = rows.map((row) => ({
+        sopClassUid: row.sopClassUid,
+        sopInstanceUid: row.sopUid,
+        transferSyntaxUid: row.transferSyntaxUid,
+        size: row.size,
+        label: row.sopUid,
+        open: () => archive.openInstance(ctx, row),
+      }));
+      const reports: Promise<void>[] = [];
+      await scu.store(target, items, {
+        signal: run.signal,
+        onProgress: (p) => {
+          const res = p.result;
+          if (!res) return;
+          const counter = res.outcome === 'success' ? 'completed' : res.outcome === 'warning' ? 'warning' : 'failed';
+          const failedUids = res.outcome === 'failure' && res.sopInstanceUid !== undefined ? [res.sopInstanceUid] : [];
+          reports.push(run.progress({ add: { remaining: -1, [counter]: 1 }, ...(failedUids.length > 0 ? { failedUids } : {}) }));
+        },
+      });
+      await Promise.all(reports);
+    }, { studyUid: b.study_uid });
+    if (request.query.wait === 'true') {
+      const done = await started.done;
+      return reply.code(200).send({ job_id: done.id, ...jobJson(done) });
+    }
+    return reply.code(202).send({ job_id: started.job.id });
   });
 }

@@ -1,0 +1,209 @@
+// `pacsnode echo|store|find`: the DIMSE SCU from the command line (SPEC §4, issue 4 item 5).
+//   pacsnode echo  [NODE] [--host H --port P --aec AE] [--aet AE]
+//   pacsnode store FILES|DIRS... (--node NODE | --host H --port P --aec AE) [--aet AE]
+//   pacsnode find  --level STUDY -k PatientName=DOE* [-r StudyDescription] [--model study|patient]
+// The peer is a registered node (looked up in the node store of the configured database) or
+// given by --host/--port/--aec; options given override the node's. Our AE title defaults to
+// server.ae_title, timeouts to server.dimse_timeout_secs.
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { pino } from 'pino';
+import { ANONYMOUS } from '../archive/origin.js';
+import type { Config } from '../config/schema.js';
+import { createScu, FIND_LEVELS, isScuError, type FindLevel, type Scu, type ScuTarget, type StoreProgress } from '../dimse/scu/index.js';
+import { EXIT_FAILURE } from './exit-codes.js';
+import type { CliContext, CommandRegistrar } from './index.js';
+
+interface PeerOptions {
+  node?: string;
+  host?: string;
+  port?: string;
+  aec?: string;
+  aet?: string;
+  timeout?: string;
+  config?: string;
+}
+
+function peerOptions(cmd: Command): Command {
+  return cmd
+    .option('-n, --node <ae>', 'a registered node (its AE title): host, port and called AE from the node store')
+    .option('--host <host>', 'peer host')
+    .option('--port <port>', 'peer port')
+    .option('--aec <ae>', 'called AE title (the peer)')
+    .option('--aet <ae>', 'calling AE title (ours; default server.ae_title)')
+    .option('--timeout <secs>', 'DIMSE timeout in seconds (default server.dimse_timeout_secs)')
+    .option('-c, --config <file>', 'config file; replaces both config.toml layers (or PACS_CONFIG=FILE)');
+}
+
+class UsageError extends Error {}
+
+function positiveInt(value: string | undefined, name: string, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`${name} must be an integer from 1 to ${max}`);
+  return n;
+}
+
+/** The node store of the configured database (opened only when a node name is given). */
+async function lookupNode(config: Config, ae: string): Promise<ScuTarget> {
+  const { openStores } = await import('../main.js');
+  const { createNodeService } = await import('../archive/nodes.js');
+  // A silent logger: stdout carries the command's output (find prints JSON).
+  const stores = await openStores(config, pino({ level: 'silent' }));
+  try {
+    const node = await createNodeService({ store: stores.nodes }).find({ principal: ANONYMOUS, origin: { protocol: 'cli' } }, ae);
+    if (!node) throw new UsageError(`no registered node ${JSON.stringify(ae)} (see GET /api/nodes)`);
+    return { host: node.host, port: node.port, calledAe: node.aeTitle };
+  } finally {
+    await stores.close();
+  }
+}
+
+async function resolvePeer(ctx: CliContext, opts: PeerOptions, globalConfig: string | undefined, nodeArg?: string): Promise<{ scu: Scu; target: ScuTarget; config: Config }> {
+  const config = ctx.loadConfig(opts.config ?? globalConfig);
+  const node = opts.node ?? nodeArg;
+  const base: Partial<ScuTarget> = node !== undefined ? await lookupNode(config, node) : {};
+  const port = positiveInt(opts.port, '--port', 65535) ?? base.port;
+  const host = opts.host ?? base.host;
+  const calledAe = opts.aec ?? base.calledAe;
+  if (host === undefined || port === undefined || calledAe === undefined) {
+    throw new UsageError('give a node (--node NAME) or --host, --port and --aec');
+  }
+  const timeoutSecs = positiveInt(opts.timeout, '--timeout', 86400) ?? config.server.dimse_timeout_secs;
+  const scu = createScu({ callingAe: opts.aet ?? config.server.ae_title, timeoutSecs, maxPduLength: config.server.max_pdu_length });
+  return { scu, target: { host, port, calledAe }, config };
+}
+
+/** Runs a command body: usage and SCU errors become one line on stderr and exit code 1. */
+async function guarded(ctx: CliContext, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    if (err instanceof UsageError || isScuError(err)) {
+      ctx.io.stderr(`pacsnode: ${err.message}\n`);
+      ctx.setExitCode(EXIT_FAILURE);
+      return;
+    }
+    throw err;
+  }
+}
+
+/** Files under the given paths, directories walked recursively, in a stable order. */
+export async function expandPaths(cwd: string, inputs: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (p: string): Promise<void> => {
+    const s = await stat(p).catch(() => undefined);
+    if (!s) throw new UsageError(`${p}: no such file or directory`);
+    if (s.isFile()) {
+      out.push(p);
+      return;
+    }
+    if (!s.isDirectory()) return;
+    const entries = (await readdir(p, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      await walk(path.join(p, e.name));
+    }
+  };
+  for (const i of inputs) await walk(path.resolve(cwd, i));
+  return out;
+}
+
+function megabytes(bytes: number): string {
+  return (bytes / (1024 * 1024)).toFixed(1);
+}
+
+/** One line, redrawn in place on a terminal. */
+function progressLine(p: StoreProgress, started: number): string {
+  const width = 30;
+  const fraction = p.totalBytes !== undefined && p.totalBytes > 0 ? p.bytesSent / p.totalBytes : p.total > 0 ? (p.total - p.remaining) / p.total : 1;
+  const filled = Math.min(width, Math.round(fraction * width));
+  const seconds = Math.max(0.001, (Date.now() - started) / 1000);
+  const rate = megabytes(p.bytesSent / seconds);
+  return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.total - p.remaining}/${p.total}  ${megabytes(p.bytesSent)} MB  ${rate} MB/s  failed ${p.failed}\x1b[K`;
+}
+
+export const registerDimseCommands: CommandRegistrar = (program: Command, ctx: CliContext) => {
+  const { io } = ctx;
+  // `--config` may also come before the subcommand.
+  const globalConfig = (): string | undefined => program.opts<{ config?: string }>().config;
+
+  peerOptions(program.command('echo').description('C-ECHO a DICOM node').argument('[node]', 'a registered node (same as --node)').exitOverride()).action(
+    (nodeArg: string | undefined, opts: PeerOptions) =>
+      guarded(ctx, async () => {
+        const { scu, target } = await resolvePeer(ctx, opts, globalConfig(), nodeArg);
+        const r = await scu.echo(target);
+        io.stdout(`C-ECHO ${target.calledAe} at ${target.host}:${target.port}: success (${r.durationMs} ms)\n`);
+      }),
+  );
+
+  peerOptions(
+    program
+      .command('store')
+      .description('C-STORE Part-10 files (directories are walked recursively) to a DICOM node')
+      .argument('<paths...>', 'files or directories')
+      .option('--no-progress', 'no progress bar (it is shown on a terminal only)')
+      .exitOverride(),
+  ).action((paths: string[], opts: PeerOptions & { progress: boolean }) =>
+    guarded(ctx, async () => {
+      const { scu, target } = await resolvePeer(ctx, opts, globalConfig());
+      const files = await expandPaths(io.cwd, paths);
+      if (files.length === 0) throw new UsageError('no files to send');
+      const started = Date.now();
+      const showBar = opts.progress && io.stderrIsTTY === true;
+      let lastDraw = 0;
+      const r = await scu.store(target, files, {
+        onProgress: (p) => {
+          if (!showBar) return;
+          const now = Date.now();
+          if (p.remaining > 0 && now - lastDraw < 100) return;
+          lastDraw = now;
+          io.stderr(progressLine(p, started));
+        },
+      });
+      if (showBar) io.stderr('\n');
+      for (const x of r.results) {
+        if (x.outcome === 'success') continue;
+        const status = x.status !== undefined ? ` status 0x${x.status.toString(16).padStart(4, '0')}` : '';
+        io.stderr(`${x.outcome === 'warning' ? 'warning' : 'failed'}: ${x.label}${status}${x.error ? `: ${x.error}` : ''}\n`);
+      }
+      const seconds = Math.max(0.001, r.durationMs / 1000);
+      io.stdout(
+        `Sent ${r.completed + r.warning} of ${r.total} to ${target.calledAe} at ${target.host}:${target.port}: ` +
+          `${r.completed} ok, ${r.warning} warnings, ${r.failed} failed; ${megabytes(r.bytesSent)} MB in ${seconds.toFixed(1)} s (${megabytes(r.bytesSent / seconds)} MB/s)\n`,
+      );
+      if (r.failed > 0) ctx.setExitCode(EXIT_FAILURE);
+    }),
+  );
+
+  const collectKey = (value: string, previous: string[]): string[] => [...previous, value];
+  peerOptions(
+    program
+      .command('find')
+      .description('C-FIND on a DICOM node; prints the matches as a DICOM JSON array')
+      .addOption(new Option('-l, --level <level>', 'query level').choices([...FIND_LEVELS]).default('STUDY'))
+      .addOption(new Option('-m, --model <model>', 'information model').choices(['study', 'patient']).default('study'))
+      .option('-k, --key <key=value>', 'matching key (keyword or tag), repeatable: PatientName=DOE*, StudyDate=20240101-', collectKey, [])
+      .option('-r, --return-key <key>', 'extra attribute to return, repeatable', collectKey, [])
+      .option('--limit <n>', 'stop after n matches (C-CANCEL)')
+      .exitOverride(),
+  ).action((opts: PeerOptions & { level: FindLevel; model: 'study' | 'patient'; key: string[]; returnKey: string[]; limit?: string }) =>
+    guarded(ctx, async () => {
+      const keys: Record<string, string> = {};
+      for (const k of opts.key) {
+        const eq = k.indexOf('=');
+        if (eq <= 0) throw new UsageError(`-k ${k}: expected KEY=VALUE`);
+        keys[k.slice(0, eq)] = k.slice(eq + 1);
+      }
+      const limit = positiveInt(opts.limit, '--limit', Number.MAX_SAFE_INTEGER);
+      const { scu, target } = await resolvePeer(ctx, opts, globalConfig());
+      const out: unknown[] = [];
+      for await (const ds of scu.find(target, { level: opts.level, model: opts.model, keys, returnKeys: opts.returnKey })) {
+        out.push(ds);
+        if (limit !== undefined && out.length >= limit) break;
+      }
+      io.stdout(`${JSON.stringify(out, null, 2)}\n`);
+    }),
+  );
+};

@@ -1,0 +1,426 @@
+/**
+ * One association in the requestor role, for the SCU: opens it (A-ASSOCIATE-RQ, waiting for AC or
+ * RJ), sends commands and data sets (a data set streamed from its source into P-DATA-TF PDUs within
+ * the peer's maximum length, with the socket's backpressure), hands received messages over in
+ * order, releases or aborts. Every wait is bounded by the DIMSE timeout: an association on which
+ * nothing moves for that long while an operation is outstanding is aborted.
+ */
+import { connect, type Socket } from 'node:net';
+import type { Logger } from '../../archive/context.js';
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from '../../dicom/uids.js';
+import { MessageAssembler } from '../message/assembler.js';
+import { encodeCommandSet, type CommandSet } from '../message/command.js';
+import { fragmentPdus, maxFragmentLength } from '../message/fragment.js';
+import { PDU_HEADER_LENGTH, PDV_HEADER_LENGTH } from '../pdu/codec.js';
+import {
+  DICOM_APPLICATION_CONTEXT,
+  PduType,
+  PresentationResult,
+  emptyUserInformation,
+  type AssociateAc,
+  type AssociateRj,
+  type AssociateRq,
+  type PresentationContextRq,
+  type RoleSelection,
+} from '../pdu/types.js';
+import { MAX_OTHER_PDU_LENGTH } from '../ul/framer.js';
+import { UpperLayer, type AbortIndication } from '../ul/association.js';
+import { ScuError } from './errors.js';
+
+/** A remote application entity. */
+export interface ScuTarget {
+  host: string;
+  port: number;
+  /** The called AE title. */
+  calledAe: string;
+}
+
+export interface AcceptedPresentationContext {
+  id: number;
+  abstractSyntax: string;
+  transferSyntax: string;
+}
+
+export interface OpenAssociationOptions {
+  target: ScuTarget;
+  callingAe: string;
+  contexts: readonly PresentationContextRq[];
+  roleSelections?: readonly RoleSelection[];
+  /** dimse_timeout_secs in ms: connect + negotiation, and the idle bound of every operation. */
+  timeoutMs: number;
+  /** The Maximum Length Received we announce (and accept). */
+  maxPduLength: number;
+  logger: Logger;
+  /** For the log line. */
+  operation: string;
+  signal?: AbortSignal;
+}
+
+export interface ReceivedMessage {
+  contextId: number;
+  command: CommandSet;
+  /** The data set, collected (responses carry small identifiers only). */
+  dataSet?: Buffer;
+}
+
+/** A response data set (a C-FIND identifier) larger than this aborts the association. */
+export const MAX_RESPONSE_DATA_SET = 16 * 1024 * 1024;
+
+/** A slot per received message, in arrival order: resolved once its data set (if any) is complete. */
+type Slot = Promise<ReceivedMessage>;
+
+export class ScuAssociation {
+  readonly accepted = new Map<number, AcceptedPresentationContext>();
+  peerMaxLength = 0;
+  private readonly ul: UpperLayer;
+  private readonly assembler: MessageAssembler;
+  private readonly slots: Slot[] = [];
+  private readonly waiters: { resolve: (s: Slot) => void; reject: (e: Error) => void }[] = [];
+  private failure: ScuError | undefined;
+  private messageId = 0;
+  private sending = 0;
+  private lastActivity = Date.now();
+  private readonly watchdog: NodeJS.Timeout;
+  private readonly started = Date.now();
+  private operations = 0;
+  private endDetail = 'released';
+  private closedResolve: (() => void) | undefined;
+  private readonly closedPromise: Promise<void>;
+  private socketError: Error | undefined;
+  private onOpen: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  private readonly removeAbortListener: () => void;
+
+  private constructor(private readonly options: OpenAssociationOptions) {
+    this.closedPromise = new Promise((resolve) => (this.closedResolve = resolve));
+    this.assembler = new MessageAssembler({
+      message: (msg) => this.onMessage(msg.contextId, msg.command, msg.dataSet),
+      error: (detail) => this.fail(new ScuError('PROTOCOL_ERROR', `invalid message from ${options.target.calledAe}: ${detail}`), true),
+      pause: () => this.ul.pause(),
+      resume: () => this.ul.resume(),
+    });
+    this.ul = new UpperLayer({
+      role: 'requestor',
+      artimMs: options.timeoutMs,
+      limits: { maxPDataLength: options.maxPduLength, maxOtherLength: MAX_OTHER_PDU_LENGTH },
+      user: {
+        associateConfirm: (pdu) => this.onConfirm(pdu),
+        pData: (f) => {
+          this.lastActivity = Date.now();
+          this.assembler.fragment(f);
+        },
+        releaseIndication: () => this.ul.releaseResponse(),
+        abortIndication: (a) => this.onAbort(a),
+        closed: () => this.onClosed(),
+      },
+    });
+    // One timer per association rather than one per PDU: checks that something moves while busy.
+    const period = Math.max(50, Math.min(1000, Math.floor(options.timeoutMs / 4)));
+    this.watchdog = setInterval(() => this.checkIdle(), period);
+    this.watchdog.unref();
+    const signal = options.signal;
+    const onAbortSignal = (): void => this.fail(new ScuError('CANCELLED', 'cancelled'), true);
+    signal?.addEventListener('abort', onAbortSignal, { once: true });
+    this.removeAbortListener = () => signal?.removeEventListener('abort', onAbortSignal);
+  }
+
+  /** Opens an association; rejects with a ScuError (CONNECT_FAILED, ASSOCIATION_REJECTED, TIMEOUT, ...). */
+  static async open(options: OpenAssociationOptions): Promise<ScuAssociation> {
+    if (options.signal?.aborted) throw new ScuError('CANCELLED', 'cancelled');
+    if (options.contexts.length === 0 || options.contexts.length > 128) throw new ScuError('INVALID_REQUEST', 'an association carries 1 to 128 presentation contexts');
+    const a = new ScuAssociation(options);
+    const opened = new Promise<void>((resolve, reject) => (a.onOpen = { resolve, reject }));
+    const ui = emptyUserInformation();
+    ui.maxLength = options.maxPduLength;
+    ui.implementationClassUid = IMPLEMENTATION_CLASS_UID;
+    ui.implementationVersionName = IMPLEMENTATION_VERSION_NAME;
+    ui.roleSelections.push(...(options.roleSelections ?? []));
+    const rq: AssociateRq = {
+      type: 'A-ASSOCIATE-RQ',
+      protocolVersion: 1,
+      calledAe: options.target.calledAe,
+      callingAe: options.callingAe,
+      applicationContext: DICOM_APPLICATION_CONTEXT,
+      presentationContexts: [...options.contexts],
+      userInformation: ui,
+    };
+    a.sending++; // negotiation counts as an outstanding operation for the watchdog
+    a.ul.associate(rq, () => {
+      const socket: Socket = connect({ host: options.target.host, port: options.target.port });
+      socket.once('error', (err) => (a.socketError = err));
+      return socket;
+    });
+    try {
+      await opened;
+    } finally {
+      a.sending--;
+    }
+    return a;
+  }
+
+  get closed(): boolean {
+    return this.failure !== undefined || this.ul.state === 'Sta1';
+  }
+
+  /** The next Message ID (1..65535). */
+  nextMessageId(): number {
+    this.messageId = (this.messageId % 0xffff) + 1;
+    return this.messageId;
+  }
+
+  /** The accepted context for an abstract syntax, preferring one of the given transfer syntaxes in order. */
+  contextFor(abstractSyntax: string, transferSyntaxes?: readonly string[]): AcceptedPresentationContext | undefined {
+    const candidates = [...this.accepted.values()].filter((c) => c.abstractSyntax === abstractSyntax);
+    if (transferSyntaxes === undefined) return candidates[0];
+    for (const ts of transferSyntaxes) {
+      const c = candidates.find((x) => x.transferSyntax === ts);
+      if (c) return c;
+    }
+    return undefined;
+  }
+
+  async sendCommand(contextId: number, command: CommandSet): Promise<void> {
+    this.operations++;
+    await this.guardedSend(async () => {
+      for (const pdu of fragmentPdus(contextId, true, encodeCommandSet(command), this.peerMaxLength)) await this.ul.sendPData(pdu);
+    });
+  }
+
+  /**
+   * Sends a data set from its source as it is read: each P-DATA-TF holds one PDV of at most the
+   * peer's maximum length; the last one is marked so. Resolves with the number of bytes sent.
+   */
+  async sendDataSet(contextId: number, source: Uint8Array | AsyncIterable<Uint8Array>, onBytes?: (n: number) => void): Promise<number> {
+    const max = maxFragmentLength(this.peerMaxLength);
+    const headerLength = PDU_HEADER_LENGTH + PDV_HEADER_LENGTH;
+    let total = 0;
+    let pdu: Buffer | undefined;
+    let fill = 0;
+    const flush = async (last: boolean): Promise<void> => {
+      const out = (pdu ?? Buffer.allocUnsafe(headerLength)).subarray(0, headerLength + fill);
+      out.writeUInt8(PduType.P_DATA_TF, 0);
+      out.writeUInt8(0, 1);
+      out.writeUInt32BE(PDV_HEADER_LENGTH + fill, 2);
+      out.writeUInt32BE(2 + fill, 6);
+      out.writeUInt8(contextId, 10);
+      out.writeUInt8(last ? 2 : 0, 11);
+      pdu = undefined;
+      const n = fill;
+      fill = 0;
+      await this.ul.sendPData(out);
+      this.lastActivity = Date.now();
+      total += n;
+      onBytes?.(n);
+    };
+    const push = async (chunk: Uint8Array): Promise<void> => {
+      let o = 0;
+      while (o < chunk.length) {
+        if (pdu !== undefined && fill === max) await flush(false);
+        this.throwIfFailed();
+        if (pdu === undefined) {
+          pdu = Buffer.allocUnsafe(headerLength + max);
+          fill = 0;
+        }
+        const k = Math.min(max - fill, chunk.length - o);
+        pdu.set(chunk.subarray(o, o + k), headerLength + fill);
+        fill += k;
+        o += k;
+      }
+    };
+    await this.guardedSend(async () => {
+      if (source instanceof Uint8Array) await push(source);
+      else for await (const chunk of source) await push(chunk);
+      await flush(true);
+    });
+    return total;
+  }
+
+  /** The next received message, in order. Rejects when the association fails or times out. */
+  async receive(): Promise<ReceivedMessage> {
+    const slot = this.slots.shift();
+    if (slot !== undefined) return slot;
+    if (this.failure) throw this.failure;
+    this.lastActivity = Date.now();
+    const next = await new Promise<Slot>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    return next;
+  }
+
+  /** A-RELEASE; aborts when the peer does not answer within the timeout. */
+  async release(): Promise<void> {
+    if (this.closed) {
+      await this.closedPromise;
+      return;
+    }
+    this.endDetail = 'released';
+    this.ul.release();
+    const timer = setTimeout(() => {
+      this.endDetail = 'release timed out';
+      this.ul.abort(undefined, 'release timed out');
+      this.ul.destroy();
+    }, this.options.timeoutMs);
+    try {
+      await this.closedPromise;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A-ABORT (service user); the connection is torn down shortly after. */
+  abort(detail = 'aborted'): void {
+    this.fail(new ScuError('ASSOCIATION_ABORTED', detail), true);
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private async guardedSend(fn: () => Promise<void>): Promise<void> {
+    this.throwIfFailed();
+    this.sending++;
+    try {
+      await fn();
+    } catch (err) {
+      // A source that failed mid data set leaves a message half sent: the association cannot go on.
+      if (this.failure) throw this.failure;
+      const e = err instanceof ScuError ? err : new ScuError('ASSOCIATION_ABORTED', `sending failed: ${err instanceof Error ? err.message : String(err)}`);
+      this.fail(e, true);
+      throw err instanceof ScuError ? err : e;
+    } finally {
+      this.sending--;
+      this.lastActivity = Date.now();
+    }
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  private checkIdle(): void {
+    if (this.failure) return;
+    const busy = this.sending > 0 || this.waiters.length > 0;
+    if (!busy) return;
+    if (Date.now() - this.lastActivity < this.options.timeoutMs) return;
+    this.fail(new ScuError('TIMEOUT', `no answer from ${this.options.target.calledAe} within ${this.options.timeoutMs} ms`), true);
+  }
+
+  private onConfirm(pdu: AssociateAc | AssociateRj): void {
+    if (pdu.type === 'A-ASSOCIATE-RJ') {
+      const err = new ScuError('ASSOCIATION_REJECTED', `${this.options.target.calledAe} rejected the association (result ${pdu.result}, source ${pdu.source}, reason ${pdu.reason})`, {
+        result: pdu.result,
+        source: pdu.source,
+        reason: pdu.reason,
+      });
+      this.endDetail = 'rejected';
+      this.fail(err, false);
+      return;
+    }
+    this.peerMaxLength = pdu.userInformation.maxLength ?? 0;
+    const proposed = new Map(this.options.contexts.map((c) => [c.id, c]));
+    for (const pc of pdu.presentationContexts) {
+      const rq = proposed.get(pc.id);
+      if (pc.result !== PresentationResult.ACCEPTANCE || rq === undefined) continue;
+      this.accepted.set(pc.id, { id: pc.id, abstractSyntax: rq.abstractSyntax, transferSyntax: pc.transferSyntax });
+    }
+    this.lastActivity = Date.now();
+    const open = this.onOpen;
+    this.onOpen = undefined;
+    open?.resolve();
+  }
+
+  private onMessage(contextId: number, command: CommandSet, dataSet: NodeJS.ReadableStream | undefined): void {
+    this.lastActivity = Date.now();
+    let slot: Slot;
+    if (dataSet === undefined) slot = Promise.resolve({ contextId, command });
+    else {
+      slot = new Promise<ReceivedMessage>((resolve, reject) => {
+        const parts: Buffer[] = [];
+        let length = 0;
+        dataSet.on('data', (c: Buffer) => {
+          length += c.length;
+          if (length > MAX_RESPONSE_DATA_SET) {
+            this.fail(new ScuError('PROTOCOL_ERROR', `response data set over ${MAX_RESPONSE_DATA_SET} bytes`), true);
+            return;
+          }
+          parts.push(c);
+        });
+        dataSet.on('end', () => resolve({ contextId, command, dataSet: Buffer.concat(parts, length) }));
+        dataSet.on('error', () => reject(this.failure ?? new ScuError('ASSOCIATION_ABORTED', 'association ended within a data set')));
+      });
+      // A slot nobody awaits any more (the association failed) must not be an unhandled rejection.
+      slot.catch(() => {});
+    }
+    const waiter = this.waiters.shift();
+    if (waiter) waiter.resolve(slot);
+    else this.slots.push(slot);
+  }
+
+  private onAbort(a: AbortIndication): void {
+    this.endDetail = a.fromPeer ? `aborted by peer (source ${a.source}, reason ${a.reason})` : `aborted: ${a.detail}`;
+    const cause = this.socketError;
+    if (!this.failure && this.onOpen && !a.fromPeer && cause) {
+      this.endDetail = 'connect failed';
+      this.fail(new ScuError('CONNECT_FAILED', `cannot connect to ${this.options.target.host}:${this.options.target.port}: ${(cause as NodeJS.ErrnoException).code ?? cause.message}`), false);
+      return;
+    }
+    if (!this.failure) {
+      this.fail(
+        new ScuError('ASSOCIATION_ABORTED', a.fromPeer ? `${this.options.target.calledAe} aborted the association (source ${a.source}, reason ${a.reason})` : `association aborted: ${a.detail}`, {
+          source: a.source,
+          reason: a.reason,
+        }),
+        false,
+      );
+    }
+  }
+
+  private onClosed(): void {
+    clearInterval(this.watchdog);
+    this.removeAbortListener();
+    this.assembler.close('association closed');
+    if (!this.failure && this.onOpen) {
+      const cause = this.socketError;
+      this.failure = cause
+        ? new ScuError('CONNECT_FAILED', `cannot connect to ${this.options.target.host}:${this.options.target.port}: ${(cause as NodeJS.ErrnoException).code ?? cause.message}`)
+        : new ScuError('ASSOCIATION_ABORTED', 'connection closed during association negotiation');
+    }
+    if (!this.failure) this.failure = new ScuError('ASSOCIATION_ABORTED', 'association closed');
+    this.rejectWaiters();
+    const { target, operation, logger } = this.options;
+    logger.info(
+      {
+        calledAe: target.calledAe,
+        callingAe: this.options.callingAe,
+        peer: `${target.host}:${target.port}`,
+        operation,
+        operations: this.operations,
+        contexts: this.accepted.size,
+        bytesIn: this.ul.bytesIn,
+        bytesOut: this.ul.bytesOut,
+        durationMs: Date.now() - this.started,
+        end: this.endDetail,
+      },
+      'SCU association closed',
+    );
+    this.closedResolve?.();
+  }
+
+  /** Records the first failure, rejects everything waiting, and (when asked) aborts the association. */
+  private fail(err: ScuError, abort: boolean): void {
+    if (this.failure) return;
+    this.failure = err;
+    if (err.code !== 'ASSOCIATION_REJECTED' && this.endDetail === 'released') this.endDetail = err.message;
+    this.rejectWaiters();
+    this.assembler.close(err.message);
+    if (abort) {
+      this.ul.abort(undefined, err.message);
+      // Do not wait for the peer to close after our A-ABORT longer than needed.
+      const t = setTimeout(() => this.ul.destroy(), Math.min(1000, this.options.timeoutMs));
+      this.closedPromise.then(() => clearTimeout(t), () => {});
+    }
+  }
+
+  private rejectWaiters(): void {
+    const err = this.failure as ScuError;
+    const open = this.onOpen;
+    this.onOpen = undefined;
+    open?.reject(err);
+    for (let w = this.waiters.shift(); w !== undefined; w = this.waiters.shift()) w.reject(err);
+  }
+}

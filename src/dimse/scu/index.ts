@@ -1,0 +1,112 @@
+/**
+ * The DIMSE service-class user (SPEC §4): C-ECHO, C-STORE and C-FIND against a remote AE, for the
+ * CLI, the /api/nodes/{ae}/* routes (through the context main.ts builds) and C-MOVE
+ * sub-operations. Each call opens its own association and closes it before it settles.
+ */
+import type { Logger } from '../../archive/context.js';
+import { silentLogger } from '../../archive/context.js';
+import { normaliseAeTitle } from '../../archive/nodes.js';
+import type { DicomJsonDataset } from '../../dicom/types.js';
+import { IMPLICIT_VR_LE, EXPLICIT_VR_LE } from '../../dicom/transfer-syntax.js';
+import { VERIFICATION } from '../acse/sop-classes.js';
+import { CommandField, NO_DATA_SET } from '../message/command.js';
+import { Status } from '../message/status.js';
+import { ScuAssociation, type ScuTarget } from './association.js';
+import { ScuError } from './errors.js';
+import { findDatasets, type FindRequest } from './find.js';
+import { storeInstances, type StoreOptions, type StoreResult, type StoreSource } from './store.js';
+
+export type { ScuTarget } from './association.js';
+export { ScuError, isScuError, type ScuErrorCode } from './errors.js';
+export { FIND_LEVELS, type FindLevel, type FindModel, type FindRequest } from './find.js';
+export type { StoreInstanceResult, StoreItem, StoreOptions, StoreOutcome, StoreProgress, StoreResult, StoreSource } from './store.js';
+
+export interface ScuOptions {
+  /** Our AE title (server.ae_title unless the caller says otherwise). */
+  callingAe: string;
+  logger?: Logger;
+  /** server.dimse_timeout_secs: connect and negotiation, and the longest wait for the peer. Default 30. */
+  timeoutSecs?: number;
+  /** The Maximum Length Received we announce (server.max_pdu_length). Default 65536. */
+  maxPduLength?: number;
+}
+
+export interface EchoResult {
+  status: number;
+  durationMs: number;
+}
+
+export interface Scu {
+  readonly callingAe: string;
+  /** C-ECHO; rejects with a ScuError unless the peer answers 0000. */
+  echo(target: ScuTarget, options?: { signal?: AbortSignal }): Promise<EchoResult>;
+  /** C-STORE of Part-10 files (paths) or items, over one association; per-instance outcomes. */
+  store(target: ScuTarget, sources: readonly StoreSource[], options?: StoreOptions): Promise<StoreResult>;
+  /** C-FIND: the matches as they arrive; stopping early sends C-CANCEL. */
+  find(target: ScuTarget, request: FindRequest): AsyncIterable<DicomJsonDataset>;
+}
+
+function checkTarget(target: ScuTarget): ScuTarget {
+  let calledAe: string;
+  try {
+    calledAe = normaliseAeTitle(target.calledAe, 'called AE title');
+  } catch (err) {
+    throw new ScuError('INVALID_REQUEST', err instanceof Error ? err.message : 'invalid called AE title');
+  }
+  if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) throw new ScuError('INVALID_REQUEST', 'port must be an integer from 1 to 65535');
+  if (typeof target.host !== 'string' || target.host.trim() === '') throw new ScuError('INVALID_REQUEST', 'host must not be empty');
+  return { host: target.host.trim(), port: target.port, calledAe };
+}
+
+export function createScu(options: ScuOptions): Scu {
+  let callingAe: string;
+  try {
+    callingAe = normaliseAeTitle(options.callingAe, 'calling AE title');
+  } catch (err) {
+    throw new ScuError('INVALID_REQUEST', err instanceof Error ? err.message : 'invalid calling AE title');
+  }
+  const logger = options.logger ?? silentLogger;
+  const deps = { callingAe, logger, timeoutMs: (options.timeoutSecs ?? 30) * 1000, maxPduLength: options.maxPduLength ?? 65536 };
+
+  return {
+    callingAe,
+
+    async echo(rawTarget, echoOptions) {
+      const target = checkTarget(rawTarget);
+      const started = performance.now();
+      const assoc = await ScuAssociation.open({
+        ...deps,
+        target,
+        contexts: [{ id: 1, abstractSyntax: VERIFICATION, transferSyntaxes: [IMPLICIT_VR_LE, EXPLICIT_VR_LE] }],
+        operation: 'C-ECHO',
+        ...(echoOptions?.signal ? { signal: echoOptions.signal } : {}),
+      });
+      try {
+        const ctx = assoc.contextFor(VERIFICATION);
+        if (!ctx) throw new ScuError('NO_PRESENTATION_CONTEXT', `${target.calledAe} does not accept Verification`);
+        const messageId = assoc.nextMessageId();
+        await assoc.sendCommand(ctx.id, { commandField: CommandField.C_ECHO_RQ, commandDataSetType: NO_DATA_SET, affectedSopClassUid: VERIFICATION, messageId });
+        const rsp = await assoc.receive();
+        if (rsp.command.commandField !== CommandField.C_ECHO_RSP || rsp.command.messageIdBeingRespondedTo !== messageId) {
+          throw new ScuError('PROTOCOL_ERROR', `unexpected message 0x${rsp.command.commandField.toString(16)} in answer to C-ECHO`);
+        }
+        const status = rsp.command.status ?? Status.PROCESSING_FAILURE;
+        if (status !== Status.SUCCESS) throw new ScuError('DIMSE_FAILURE', `${target.calledAe} answered C-ECHO with status 0x${status.toString(16).padStart(4, '0')}`, { status });
+        await assoc.release();
+        return { status, durationMs: Math.round((performance.now() - started) * 10) / 10 };
+      } catch (err) {
+        if (!assoc.closed) assoc.abort(err instanceof Error ? err.message : 'failed');
+        throw err;
+      }
+    },
+
+    async store(rawTarget, sources, storeOptions) {
+      return storeInstances(deps, checkTarget(rawTarget), sources, storeOptions);
+    },
+
+    find(rawTarget, request) {
+      const target = checkTarget(rawTarget);
+      return findDatasets(deps, target, request);
+    },
+  };
+}

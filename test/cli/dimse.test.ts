@@ -1,0 +1,157 @@
+// `pacsnode echo|store|find` run in-process (runCli with captured output) against DCMTK storescp,
+// dcmqrscp and our own DIMSE server; a node name is looked up in the configured SQLite database.
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runCli, type CliIo } from '../../src/cli/index.js';
+import { expandPaths } from '../../src/cli/dimse.js';
+import type { DicomJsonDataset } from '../../src/dicom/types.js';
+import { createSqliteStores } from '../../src/storage/sqlite/sqlite-metadata-store.js';
+import { generateCorpus, PATIENTS, type Corpus } from '../helpers/corpus.js';
+import { AE, startDimse, type TestDimse } from '../dimse/helpers.js';
+import { freePort, startQrscp, startStorescp, type RunningPeer } from '../dimse/scu-peers.js';
+
+let base: string;
+let dbPath: string;
+let corpus: Corpus;
+
+function run(argv: string[], extra: Partial<CliIo> = {}): Promise<{ code: number | void; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: Partial<CliIo> = {
+    stdout: (t) => void (out += t),
+    stderr: (t) => void (err += t),
+    env: {
+      PACS_DATABASE__URL: `sqlite://${dbPath}`,
+      PACS_FILESYSTEM_STORAGE__ROOT: path.join(base, 'blobs'),
+      PACS_SERVER__AE_TITLE: 'CLITEST',
+      PACS_SERVER__DIMSE_TIMEOUT_SECS: '5',
+    },
+    cwd: base,
+    packageRoot: path.join(base, 'pkg'),
+    ...extra,
+  };
+  return runCli(argv, io).then((code) => ({ code, out, err }));
+}
+
+before(async () => {
+  base = await mkdtemp(path.join(tmpdir(), 'pacsnode-cli-dimse-'));
+  dbPath = path.join(base, 'pacs.db');
+  corpus = await generateCorpus();
+});
+after(async () => {
+  await corpus.cleanup();
+  await rm(base, { recursive: true, force: true });
+});
+
+describe('pacsnode echo|store|find', () => {
+  let storescp: RunningPeer;
+  let ours: TestDimse;
+  before(async () => {
+    storescp = await startStorescp({ acceptAll: true });
+    ours = await startDimse();
+  });
+  after(async () => {
+    await storescp.stop();
+    await ours.close();
+  });
+
+  it('echo with --host/--port/--aec prints success', async () => {
+    const r = await run(['echo', '--host', '127.0.0.1', '--port', String(storescp.port), '--aec', storescp.aeTitle]);
+    assert.equal(r.code, undefined, r.err);
+    assert.match(r.out, /^C-ECHO STORESCP at 127\.0\.0\.1:\d+: success \([\d.]+ ms\)\n$/);
+  });
+
+  it('echo by node name looks the node up in the configured database', async () => {
+    const stores = createSqliteStores({ path: dbPath });
+    await stores.migrate();
+    await stores.nodes.upsert({ aeTitle: 'OURS', host: '127.0.0.1', port: ours.port, description: null, allowStore: true, allowFind: true, allowRetrieve: true, moveDestination: true }, { at: new Date() });
+    await stores.close();
+    // The node's called AE (OURS) is not our server's: rejected 1/1/7; --aec overrides the node's.
+    const refused = await run(['echo', 'OURS']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /rejected the association \(result 1, source 1, reason 7\)/);
+    const r = await run(['echo', '--node', 'OURS', '--aec', AE]);
+    assert.equal(r.code, undefined, r.err);
+    assert.match(r.out, /success/);
+    const unknown = await run(['echo', 'NOSUCHNODE']);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.err, /no registered node "NOSUCHNODE"/);
+  });
+
+  it('echo to a closed port fails with exit code 1 and the reason', async () => {
+    const r = await run(['echo', '--host', '127.0.0.1', '--port', String(await freePort()), '--aec', 'NOBODY']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /cannot connect to 127\.0\.0\.1:\d+: ECONNREFUSED/);
+  });
+
+  it('asks for a peer when none is given', async () => {
+    const r = await run(['echo']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /give a node \(--node NAME\) or --host, --port and --aec/);
+  });
+
+  it('store walks directories recursively and prints a summary', async () => {
+    const r = await run(['store', '--host', '127.0.0.1', '--port', String(ours.port), '--aec', AE, corpus.dir]);
+    assert.equal(r.code, undefined, r.err);
+    const n = corpus.files.length;
+    assert.match(r.out, new RegExp(`^Sent ${n} of ${n} to ${AE} at 127\\.0\\.0\\.1:\\d+: ${n} ok, 0 warnings, 0 failed; [\\d.]+ MB in [\\d.]+ s \\([\\d.]+ MB/s\\)\\n$`));
+    for (const f of corpus.files) assert.ok(await ours.metadata.getInstance(f.sopUid), `${f.label} not stored`);
+    assert.equal(r.err, '', 'no progress bar without a terminal');
+  });
+
+  it('store draws a progress bar on a terminal, lists failures and exits 1 when any failed', async () => {
+    const dir = path.join(base, 'mixed');
+    await mkdir(path.join(dir, 'sub'), { recursive: true });
+    await writeFile(path.join(dir, 'sub', 'notdicom.txt'), 'hello');
+    const file = corpus.files[0];
+    assert.ok(file);
+    await writeFile(path.join(dir, 'a.dcm'), file.bytes);
+    const r = await run(['store', '--host', '127.0.0.1', '--port', String(storescp.port), '--aec', storescp.aeTitle, dir], { stderrIsTTY: true });
+    assert.equal(r.code, 1);
+    assert.match(r.err, /\r\[#+\.*\] 2\/2 /);
+    assert.match(r.err, /failed: .*notdicom\.txt: not sent/);
+    assert.match(r.out, /Sent 1 of 2 .*1 ok, 0 warnings, 1 failed/);
+    assert.ok((await storescp.files()).some((f) => f.endsWith(file.sopUid)));
+  });
+
+  it('expands paths in a stable order, skipping hidden entries', async () => {
+    const dir = path.join(base, 'order');
+    await mkdir(path.join(dir, 'b'), { recursive: true });
+    await writeFile(path.join(dir, 'b', '2'), '');
+    await writeFile(path.join(dir, 'a'), '');
+    await writeFile(path.join(dir, '.hidden'), '');
+    assert.deepEqual(await expandPaths(base, ['order']), [path.join(dir, 'a'), path.join(dir, 'b', '2')]);
+  });
+
+  describe('find', () => {
+    let qr: RunningPeer;
+    before(async () => {
+      qr = await startQrscp(corpus.files.filter((f) => f.transferSyntax.startsWith('1.2.840.10008.1.2') && !f.transferSyntax.startsWith('1.2.840.10008.1.2.4') && f.transferSyntax !== '1.2.840.10008.1.2.5').map((f) => f.path));
+    });
+    after(async () => qr.stop());
+
+    it('prints the matches as a DICOM JSON array', async () => {
+      const r = await run(['find', '--host', '127.0.0.1', '--port', String(qr.port), '--aec', qr.aeTitle, '--level', 'STUDY', '-k', 'PatientName=DOE*', '-r', 'StudyDescription']);
+      assert.equal(r.code, undefined, r.err);
+      const results = JSON.parse(r.out) as DicomJsonDataset[];
+      const expected = new Set(corpus.files.filter((f) => f.patient.key === PATIENTS.doe.key && !/\.4\.|\.1\.2\.5$/.test(f.transferSyntax)).map((f) => f.studyUid));
+      assert.deepEqual(new Set(results.map((x) => x['0020000D']?.Value?.[0])), expected);
+      for (const x of results) assert.ok(x['00081030'], 'StudyDescription returned');
+    });
+
+    it('stops at --limit', async () => {
+      const r = await run(['find', '--host', '127.0.0.1', '--port', String(qr.port), '--aec', qr.aeTitle, '--level', 'IMAGE', '--model', 'patient', '-k', 'PatientID=', '-k', 'StudyInstanceUID=', '-k', 'SeriesInstanceUID=', '--limit', '1']);
+      assert.equal(r.code, undefined, r.err);
+      assert.equal((JSON.parse(r.out) as unknown[]).length, 1);
+    });
+
+    it('refuses a malformed key', async () => {
+      const r = await run(['find', '--host', '127.0.0.1', '--port', String(qr.port), '--aec', qr.aeTitle, '-k', 'PatientName']);
+      assert.equal(r.code, 1);
+      assert.match(r.err, /expected KEY=VALUE/);
+    });
+  });
+});
