@@ -9,6 +9,7 @@ import type { InstanceRecord, MetadataStore } from '../../storage/metadata.js';
 import type { ArchiveSettings, CallContext, Logger } from '../context.js';
 import type { EventBus } from '../events.js';
 import { chunksOf } from '../../util/chunks.js';
+import { drainedOrClosed } from '../../util/streams.js';
 import { ChunkQueue } from './chunk-queue.js';
 import { extractIndexValues } from './index-values.js';
 import { IngestFailure, IngestWarning, type IngestOutcome } from './outcome.js';
@@ -96,7 +97,7 @@ export async function ingestInstance(deps: IngestDeps, ctx: CallContext, input: 
         queue.push(chunk);
         if (queue.bytes > PARSER_QUEUE_HIGH) await queue.drained(PARSER_QUEUE_LOW);
       }
-      if (!sink.write(chunk)) await drainOrClose(sink);
+      if (!sink.write(chunk)) await drainedOrClosed(sink);
     }
   } catch (err) {
     early ??= fail(IngestFailure.NOT_PARSEABLE, `upload ended before the instance was complete: ${errorMessage(err)}`);
@@ -248,18 +249,6 @@ async function commit(deps: IngestDeps, ctx: CallContext, c: CommitInput): Promi
       return { ok: true, warnings: [...warnings], disposition: result.kind, ...base };
     }
   }
-}
-
-function drainOrClose(stream: PassThrough): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.once('drain', done);
-    stream.once('close', done);
-  });
 }
 
 export function errorMessage(err: unknown): string {

@@ -1,5 +1,6 @@
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { drainedOrClosed } from '../../util/streams.js';
 import { closeDelimiter, multipartBoundary, multipartContentType, partHeader } from '../../dicom/multipart.js';
 
 export interface ResponsePart {
@@ -21,7 +22,7 @@ export function multipartResponse(type: string, parts: AsyncIterable<ResponsePar
       if (body.destroyed) return;
       const header = partHeader(boundary, part.headers, first);
       first = false;
-      if (!body.write(header)) await drained(body);
+      if (!body.write(header)) await drainedOrClosed(body);
       const source = await part.open();
       const readable = source instanceof Readable ? source : Readable.from(source);
       await pipeline(readable, body, { end: false });
@@ -30,16 +31,4 @@ export function multipartResponse(type: string, parts: AsyncIterable<ResponsePar
   };
   pump().catch((err: unknown) => body.destroy(err instanceof Error ? err : new Error(String(err))));
   return { contentType: multipartContentType(type, boundary), body };
-}
-
-function drained(stream: PassThrough): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.once('drain', done);
-    stream.once('close', done);
-  });
 }

@@ -46,7 +46,7 @@ function studyBase(db: Db) {
 type StudyBaseRow = Awaited<ReturnType<ReturnType<typeof studyBase>['executeTakeFirstOrThrow']>>;
 
 /** Distinct modalities of each study (one indexed query per chunk of studies). */
-async function modalitiesOf(db: Db, studyIds: number[]): Promise<Map<number, string[]>> {
+export async function modalitiesOf(db: Db, studyIds: number[]): Promise<Map<number, string[]>> {
   const out = new Map<number, string[]>();
   for (let k = 0; k < studyIds.length; k += IN_CHUNK) {
     const rows = await db

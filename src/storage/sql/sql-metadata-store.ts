@@ -16,7 +16,7 @@ import type {
 } from '../metadata.js';
 import { countMatches, selectInstances, selectPatients, selectSeries, selectStudies } from './compile-query.js';
 import type { Dialect } from './dialect.js';
-import { getSeries, getStudy, listSeries, listSeriesInstances, listStudies, statisticsQueries } from './rest-queries.js';
+import { getSeries, getStudy, listSeries, listSeriesInstances, listStudies, modalitiesOf, statisticsQueries } from './rest-queries.js';
 import type { IndexDatabase } from './schema.js';
 
 /**
@@ -373,28 +373,6 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
 
   // ---- reads -----------------------------------------------------------------------------
 
-  async function modalitiesOf(studyIds: number[]): Promise<Map<number, string[]>> {
-    const out = new Map<number, string[]>();
-    for (let k = 0; k < studyIds.length; k += IN_CHUNK) {
-      const chunk = studyIds.slice(k, k + IN_CHUNK);
-      const rows = await db
-        .selectFrom('series')
-        .select(['study_fk', 'modality'])
-        .distinct()
-        .where('study_fk', 'in', chunk)
-        .where('modality', 'is not', null)
-        .execute();
-      for (const r of rows) {
-        if (r.modality === null) continue;
-        const list = out.get(r.study_fk) ?? [];
-        list.push(r.modality);
-        out.set(r.study_fk, list);
-      }
-    }
-    for (const list of out.values()) list.sort();
-    return out;
-  }
-
   async function query(q: Query): Promise<QueryRows> {
     switch (q.level) {
       case 'patient': {
@@ -411,7 +389,7 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       }
       case 'study': {
         const rows = await selectStudies(db, dialect, q).execute();
-        const mods = await modalitiesOf(rows.map((r) => r.id));
+        const mods = await modalitiesOf(db, rows.map((r) => r.id));
         return {
           level: 'study',
           rows: rows.map((r) => ({
