@@ -13,6 +13,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { formatProfile, monotonicUs, summarizeCpuProfileByWindow, type ProfileSummary } from './cpu-profile.js';
+import { killAllTools, runDimse, type DimseFigures } from './phases/dimse.js';
 import { loadStudiesDirect } from './phases/metadata-load.js';
 import { loadCorpus, prepareCorpus, runSearches, SEARCH_KINDS, type Corpus, type QidoLoadFigures, type QidoSearchFigures } from './phases/qido.js';
 import { prepareStow, runStow, type StowFigures } from './phases/stow.js';
@@ -38,6 +39,8 @@ interface Plan {
   /** Studies of the STOW run retrieved whole by WADO-RS (each `stowBatch` instances). */
   readonly wadoStudies: number;
   readonly wadoInstances: number;
+  /** DIMSE C-STORE instances per storescu run (0.5 MB each). */
+  readonly dimseInstances: number;
   /** Whole-run time budget, seconds: every loop stops and the bench fails past it. */
   readonly budgetSeconds: number;
 }
@@ -46,22 +49,26 @@ type Profile = 'standalone' | 'production';
 
 const PLANS: Readonly<Record<Profile, { full: Plan; quick: Plan }>> = {
   standalone: {
-    full: { stowInstances: 2000, stowBatch: 50, concurrency: 4, qidoStudies: 10_000, qidoBatch: 100, loadConcurrency: 4, searches: 500, wadoStudies: 40, wadoInstances: 500, budgetSeconds: 1800 },
-    quick: { stowInstances: 200, stowBatch: 50, concurrency: 4, qidoStudies: 1000, qidoBatch: 100, loadConcurrency: 4, searches: 140, wadoStudies: 4, wadoInstances: 100, budgetSeconds: 240 },
+    full: { stowInstances: 2000, stowBatch: 50, concurrency: 4, qidoStudies: 10_000, qidoBatch: 100, loadConcurrency: 4, searches: 500, wadoStudies: 40, wadoInstances: 500, dimseInstances: 200, budgetSeconds: 1800 },
+    quick: { stowInstances: 200, stowBatch: 50, concurrency: 4, qidoStudies: 1000, qidoBatch: 100, loadConcurrency: 4, searches: 140, wadoStudies: 4, wadoInstances: 100, dimseInstances: 40, budgetSeconds: 240 },
   },
   // Issue 5: 100,000 studies through the MetadataStore; STOW-RS and WADO-RS go through s3rver, a
   // test server (single process, files on disk), so their counts are smaller.
   production: {
-    full: { stowInstances: 500, stowBatch: 50, concurrency: 4, qidoStudies: 100_000, qidoBatch: 2000, loadConcurrency: 16, searches: 700, wadoStudies: 4, wadoInstances: 100, budgetSeconds: 1800 },
-    quick: { stowInstances: 100, stowBatch: 50, concurrency: 4, qidoStudies: 5000, qidoBatch: 1000, loadConcurrency: 16, searches: 140, wadoStudies: 2, wadoInstances: 50, budgetSeconds: 300 },
+    full: { stowInstances: 500, stowBatch: 50, concurrency: 4, qidoStudies: 100_000, qidoBatch: 2000, loadConcurrency: 16, searches: 700, wadoStudies: 4, wadoInstances: 100, dimseInstances: 200, budgetSeconds: 1800 },
+    quick: { stowInstances: 100, stowBatch: 50, concurrency: 4, qidoStudies: 5000, qidoBatch: 1000, loadConcurrency: 16, searches: 140, wadoStudies: 2, wadoInstances: 50, dimseInstances: 40, budgetSeconds: 300 },
   },
 };
 
 /** Aims: issue 2 (standalone) and issue 5 (production, study and wildcard name searches apart). */
-const AIMS: Readonly<Record<Profile, { stowPerSecond?: number; qidoP95?: number; studyP95?: number; wildcardP95?: number; wadoMBs?: number; peakRssMiB?: number }>> = {
-  standalone: { stowPerSecond: 400, qidoP95: 20, wadoMBs: 500, peakRssMiB: 300 },
-  production: { studyP95: 30, wildcardP95: 50, peakRssMiB: 300 },
+const AIMS: Readonly<Record<Profile, { stowPerSecond?: number; qidoP95?: number; studyP95?: number; wildcardP95?: number; wadoMBs?: number; peakRssMiB?: number; dimseRatio?: number; echoP95?: number }>> = {
+  standalone: { stowPerSecond: 400, qidoP95: 20, wadoMBs: 500, peakRssMiB: 300, dimseRatio: 0.5, echoP95: 100 },
+  production: { studyP95: 30, wildcardP95: 50, peakRssMiB: 300, dimseRatio: 0.5, echoP95: 100 },
 };
+
+/** Issue 4: the DIMSE C-STORE senders and C-ECHO round trips. */
+const DIMSE_SENDERS = 4;
+const DIMSE_ECHOES = 20;
 
 const STOW_TIMEOUT_MS = 120_000;
 const STOW_PHASE = 'STOW-RS';
@@ -134,6 +141,7 @@ interface Results {
   qidoLoad?: QidoLoadFigures;
   qido?: QidoSearchFigures;
   wado?: WadoFigures;
+  dimse?: DimseFigures;
   memory: MemorySample[];
   phases: PhaseAccount[];
   peakRssBytes?: number;
@@ -244,6 +252,12 @@ async function main(): Promise<void> {
   results.wado = await phase('WADO-RS', server, () => runWado({ baseUrl: base, studies: wadoStudies, singleInstances: plan.wadoInstances, concurrency: plan.concurrency, deadline, requestTimeoutMs: STOW_TIMEOUT_MS }));
   log(`  study ${results.wado.study.megabytesPerSecond.toFixed(1)} MB/s, instance ${results.wado.instance.megabytesPerSecond.toFixed(1)} MB/s`);
   sample('WADO-RS');
+
+  log(`DIMSE C-STORE (issue 4): storescu with ${plan.dimseInstances} CT instances (0.5 MB) to pacsnode and to DCMTK storescp, then ${DIMSE_SENDERS} senders with ${DIMSE_ECHOES} echoscu meanwhile`);
+  results.dimse = await phase('DIMSE C-STORE', server, () =>
+    runDimse({ instances: plan.dimseInstances, senders: DIMSE_SENDERS, echoes: DIMSE_ECHOES, dicomPort: server.dicomPort, calledAe: 'PACSNODE', deadline, log }),
+  );
+  sample('DIMSE C-STORE');
   const final = server.memory();
   results.peakRssBytes = final.peakRss;
   results.rssBytes = final.rss;
@@ -344,6 +358,18 @@ function tableRows(r: Results, aims: (typeof AIMS)[Profile]): Row[] {
       { figure: `WADO-RS instance retrieve (application/dicom, ${r.wado.instance.requests}×)`, value: r.wado.instance.megabytesPerSecond, unit: 'MB/s' },
     );
   }
+  if (r.dimse) {
+    const d = r.dimse;
+    rows.push(
+      { figure: `DIMSE C-STORE storescu → pacsnode (${d.ours.instances} × 0.5 MB CT, one association)`, value: d.ours.instancesPerSecond, unit: 'inst/s' },
+      { figure: 'DIMSE C-STORE storescu → pacsnode throughput', value: d.ours.megabytesPerSecond, unit: 'MB/s' },
+      { figure: 'DIMSE C-STORE storescu → DCMTK storescp (same files, same run)', value: d.storescp.megabytesPerSecond, unit: 'MB/s' },
+      { figure: 'DIMSE C-STORE pacsnode / storescp MB/s', value: d.ratio, unit: '×', digits: 2, ...aim('>=', aims.dimseRatio) },
+      { figure: `DIMSE C-STORE ${d.concurrent.senders} storescu senders (${d.concurrent.instances} instances)`, value: d.concurrent.instancesPerSecond, unit: 'inst/s' },
+      { figure: `C-ECHO echoscu p50 (${d.echo.duringStore} of ${d.echo.count} during the senders; incl. process start)`, value: d.echo.p50, unit: 'ms', digits: 1 },
+      { figure: 'C-ECHO echoscu p95', value: d.echo.p95, unit: 'ms', digits: 1, ...aim('<', aims.echoP95) },
+    );
+  }
   if (r.peakRssBytes !== undefined) rows.push({ figure: 'Server peak RSS (VmHWM, after all phases)', value: r.peakRssBytes / MiB, unit: 'MiB', digits: 0, ...aim('<', aims.peakRssMiB) });
   if (r.rssBytes !== undefined) rows.push({ figure: 'Server RSS now (VmRSS)', value: r.rssBytes / MiB, unit: 'MiB', digits: 0 });
   return rows;
@@ -391,6 +417,7 @@ async function fail(err: unknown): Promise<void> {
   exiting = true;
   const text = err instanceof UsageError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
   process.stderr.write(`bench failed: ${text}\n`);
+  killAllTools();
   await stopAllServers();
   await backendsToClose?.close();
   process.exit(1);

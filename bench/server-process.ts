@@ -30,6 +30,8 @@ export interface Memory {
 
 export interface ServerProcess {
   readonly url: string;
+  /** The DIMSE port (C-ECHO, C-STORE, C-FIND) on 127.0.0.1. */
+  readonly dicomPort: number;
   readonly pid: number;
   /** The temporary directory holding the database and blobs. */
   readonly dir: string;
@@ -139,10 +141,10 @@ export async function startServerProcess(options: ServerOptions): Promise<Server
 
   try {
     const line = await firstLine(child, options.startTimeoutMs ?? 60_000, tail);
-    const hello = JSON.parse(line) as { url?: unknown; pid?: unknown };
+    const hello = JSON.parse(line) as { url?: unknown; dicomPort?: unknown; pid?: unknown };
     const pid = child.pid;
-    if (typeof hello.url !== 'string' || pid === undefined || hello.pid !== pid) throw new Error(`unexpected first line from the server: ${line}`);
-    return { url: hello.url, pid, dir, memory: () => readMemory(pid), cpuSeconds: () => readCpuSeconds(pid), stop };
+    if (typeof hello.url !== 'string' || typeof hello.dicomPort !== 'number' || pid === undefined || hello.pid !== pid) throw new Error(`unexpected first line from the server: ${line}`);
+    return { url: hello.url, dicomPort: hello.dicomPort, pid, dir, memory: () => readMemory(pid), cpuSeconds: () => readCpuSeconds(pid), stop };
   } catch (err) {
     await stop();
     throw err;

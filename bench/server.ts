@@ -6,7 +6,7 @@
 // Configuration comes from the PACS_* environment the parent passes (SPEC §2); the working
 // directory (a fresh temporary directory) is both cwd and package root, so no config.toml of the
 // checkout is read and the database and blobs land in <cwd>/data. Prints one JSON line on stdout,
-// {"url": ..., "pid": ...}, once listening. Stops on SIGTERM/SIGINT, when its stdin closes (the
+// {"url": ..., "dicomPort": ..., "pid": ...}, once listening (HTTP and DIMSE). Stops on SIGTERM/SIGINT, when its stdin closes (the
 // parent is gone), or after --max-seconds, whichever comes first.
 import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.js';
@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   }, lifetime * 1000);
   lifetimeTimer.unref();
 
-  process.stdout.write(`${JSON.stringify({ url: server.httpUrl, pid: process.pid })}\n`);
+  process.stdout.write(`${JSON.stringify({ url: server.httpUrl, dicomPort: server.dicomPort, pid: process.pid })}\n`);
 }
 
 main().catch((err: unknown) => {
