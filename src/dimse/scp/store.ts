@@ -5,6 +5,7 @@
  * while ingest does not read, the transport stays paused.
  */
 import type { Readable } from 'node:stream';
+import { chunksOf } from '../../util/chunks.js';
 import type { Archive } from '../../archive/archive.js';
 import { encodeFileMeta } from '../../dicom/writer.js';
 import { CommandField, NO_DATA_SET, type CommandSet } from '../message/command.js';
@@ -64,7 +65,8 @@ export async function handleStore(archive: Pick<Archive, 'ingest'>, ctx: Operati
   let bytes = 0;
   async function* body(): AsyncGenerator<Uint8Array> {
     yield meta;
-    for await (const chunk of dataSet as AsyncIterable<Buffer>) {
+    // chunksOf: chunk by chunk as received (for-await on a Readable would join buffered chunks: a copy).
+    for await (const chunk of chunksOf(dataSet)) {
       bytes += chunk.length;
       yield chunk;
     }

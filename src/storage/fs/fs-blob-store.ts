@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type FileHandle, mkdir, open, opendir, rename, rm, stat as fsStat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StorageError } from '../errors.js';
 import type {
@@ -158,17 +158,14 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
     }
     try {
       const out = fileWriter(fh);
-      await pipeline(
-        body,
-        async function* count(source: AsyncIterable<Buffer | string>) {
-          for await (const chunk of source) {
-            size += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
-            yield chunk;
-          }
+      // A Transform, not an async generator: iterating a Readable joins its buffered chunks (a copy).
+      const count = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          size += chunk.length;
+          callback(null, chunk);
         },
-        out,
-        signal ? { signal } : {},
-      );
+      });
+      await pipeline(body, count, out, signal ? { signal } : {});
       if (doFsync) await fh.sync();
       await fh.close();
       // An abort that arrives after the last byte still wins, as long as nothing is visible yet.
