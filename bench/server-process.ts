@@ -1,11 +1,10 @@
 // Starts bench/server.ts as a child process in a fresh temporary directory, reads its URL, reads its
 // memory from /proc, and stops it (SIGTERM, then SIGKILL) — also when the bench itself fails.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { envWithoutPacs, startTsxChild } from '../test/helpers/tsx-child.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = path.resolve(HERE, '..');
@@ -50,13 +49,9 @@ export async function stopAllServers(): Promise<void> {
 }
 
 function benchEnv(extra: Readonly<Record<string, string>>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    // A developer's own PACS_* settings must not change what is measured
-    if (!k.startsWith('PACS_')) env[k] = v;
-  }
+  // A developer's own PACS_* settings must not change what is measured
   return {
-    ...env,
+    ...envWithoutPacs(),
     TSX_TSCONFIG_PATH: path.join(REPO_ROOT, 'tsconfig.json'),
     PACS_SERVER__HTTP_PORT: '0',
     PACS_SERVER__HTTP_HOST: '127.0.0.1',
@@ -86,98 +81,30 @@ export function readCpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
 }
 
-function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      child.off('exit', onExit);
-      resolve(false);
-    }, ms);
-    const onExit = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    child.once('exit', onExit);
-  });
-}
-
 export async function startServerProcess(options: ServerOptions): Promise<ServerProcess> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'pacsnode-bench-'));
-  // An absolute loader URL: the child's cwd (the temporary directory) has no node_modules
-  const tsx = import.meta.resolve('tsx');
-  const nodeArgs = ['--import', tsx];
-  if (options.cpuProfDir !== undefined) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', options.cpuProfDir);
-  const child = spawn(process.execPath, [...nodeArgs, SERVER_SCRIPT, '--max-seconds', String(Math.ceil(options.maxSeconds))], {
-    cwd: dir,
+  const started = await startTsxChild({
+    script: SERVER_SCRIPT,
+    args: ['--max-seconds', String(Math.ceil(options.maxSeconds))],
     env: benchEnv(options.env ?? {}),
-    stdio: ['pipe', 'pipe', 'pipe'],
+    dirPrefix: 'pacsnode-bench-',
+    nodeArgs: options.cpuProfDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : [],
+    startTimeoutMs: options.startTimeoutMs ?? 60_000,
+    stopTimeoutMs: 15_000,
   });
-  // Keep the tail of the server's log for the error message if it dies
-  const stderrTail: string[] = [];
-  child.stderr?.setEncoding('utf8').on('data', (text: string) => {
-    stderrTail.push(text);
-    while (stderrTail.length > 40) stderrTail.shift();
-  });
-  const tail = (): string => stderrTail.join('').split('\n').slice(-20).join('\n');
-
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      running.delete(stop);
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        if (!(await waitForExit(child, 15_000))) {
-          child.kill('SIGKILL');
-          await waitForExit(child, 5_000);
-        }
-      }
-      child.stdin?.destroy();
-      await rm(dir, { recursive: true, force: true, maxRetries: 3 });
-    })();
-    return stopped;
+  const stop = async (): Promise<void> => {
+    running.delete(stop);
+    await started.stop();
   };
-
   running.add(stop);
-
+  const { pid, dir, firstLine: line } = started;
   try {
-    const line = await firstLine(child, options.startTimeoutMs ?? 60_000, tail);
     const hello = JSON.parse(line) as { url?: unknown; dicomPort?: unknown; pid?: unknown };
-    const pid = child.pid;
-    if (typeof hello.url !== 'string' || typeof hello.dicomPort !== 'number' || pid === undefined || hello.pid !== pid) throw new Error(`unexpected first line from the server: ${line}`);
+    if (typeof hello.url !== 'string' || typeof hello.dicomPort !== 'number' || hello.pid !== pid) throw new Error(`unexpected first line from the server: ${line}`);
     return { url: hello.url, dicomPort: hello.dicomPort, pid, dir, memory: () => readMemory(pid), cpuSeconds: () => readCpuSeconds(pid), stop };
   } catch (err) {
     await stop();
     throw err;
   }
-}
-
-function firstLine(child: ChildProcess, timeoutMs: number, tail: () => string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buffered = '';
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      child.stdout?.off('data', onData);
-      child.off('exit', onExit);
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`the server did not start within ${timeoutMs} ms\n${tail()}`));
-    }, timeoutMs);
-    const onData = (text: string): void => {
-      buffered += text;
-      const nl = buffered.indexOf('\n');
-      if (nl >= 0) {
-        cleanup();
-        resolve(buffered.slice(0, nl));
-      }
-    };
-    const onExit = (code: number | null, signal: string | null): void => {
-      cleanup();
-      reject(new Error(`the server exited (${signal ?? code}) before it was listening\n${tail()}`));
-    };
-    child.stdout?.setEncoding('utf8').on('data', onData);
-    child.once('exit', onExit);
-  });
 }
 
 /**

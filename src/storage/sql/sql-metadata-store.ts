@@ -423,16 +423,7 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
         return {
           level: 'instance',
           rows: rows.map((r) => ({
-            studyUid: r.study_uid,
-            seriesUid: r.series_uid,
-            sopUid: r.sop_uid,
-            sopClassUid: r.sop_class_uid,
-            instanceNumber: r.instance_number,
-            transferSyntaxUid: r.transfer_syntax,
-            blobKey: r.blob_key,
-            size: num(r.size),
-            sha256: r.sha256,
-            receivedAt: dialect.fromDbTime(r.received_at),
+            ...toInstanceRow(r),
             header: dialect.fromDbJson(r.header),
             seriesHeader: dialect.fromDbJson(r.series_header),
             studyHeader: dialect.fromDbJson(r.study_header),
