@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect, sql } from 'kysely';
@@ -21,6 +22,8 @@ export interface SqliteMetadataStoreOptions {
   busyTimeoutMs?: number;
   /** Migrations to apply (tests only; default: the shipped ones). */
   migrations?: readonly Migration[];
+  /** Tests only: replaces the fsync of the WAL file that precedes every answer to a writer. */
+  walFsync?: (wal: FileHandle) => Promise<void>;
 }
 
 /** Every store of one SQLite database, sharing one connection (and its group-commit writer). */
@@ -54,8 +57,12 @@ export function createSqliteStores(options: SqliteMetadataStoreOptions): SqliteS
   const raw = new Database(options.path);
   raw.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
   if (!memory) raw.pragma('journal_mode = WAL');
-  // FULL: a commit survives power loss; blobs are durable before the commit anyway (SPEC §6).
-  raw.pragma('synchronous = FULL');
+  // A commit must survive power loss before anyone is answered (SPEC §6). In WAL mode SQLite's
+  // FULL does that with an fsync of the WAL inside COMMIT, on the event loop. NORMAL skips that
+  // fsync (the WAL is still synced before every checkpoint, the database after it), and the
+  // group-commit writer syncs the WAL itself, in libuv's thread pool, before it answers (ADR 0012).
+  raw.pragma(memory ? 'synchronous = FULL' : 'synchronous = NORMAL');
+  const wal = memory ? undefined : createWalSync(`${resolve(options.path)}-wal`, options.walFsync ?? ((fh) => fh.sync()));
   raw.pragma('foreign_keys = ON');
   // DICOM wildcard matching is case-sensitive (PN is matched on normalised columns).
   raw.pragma('case_sensitive_like = ON');
@@ -117,10 +124,13 @@ export function createSqliteStores(options: SqliteMetadataStoreOptions): SqliteS
     },
   };
 
-  const groupCommit = createGroupCommit(db);
+  const groupCommit = createGroupCommit(db, wal ? () => wal.sync() : async () => undefined);
   const shared: SqlWriteDriver = { db, dialect: sqliteDialect, writeTransaction: (fn) => groupCommit.run(fn) };
   // Holding kysely's connection keeps every other query out while raw SQL runs on the same handle.
-  const migrate = (): Promise<void> => db.connection().execute(async () => void (await runMigrations(migrationDriver, migrations)));
+  const migrate = async (): Promise<void> => {
+    await db.connection().execute(async () => void (await runMigrations(migrationDriver, migrations)));
+    await wal?.sync();
+  };
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;
@@ -128,6 +138,7 @@ export function createSqliteStores(options: SqliteMetadataStoreOptions): SqliteS
     await db.destroy();
     // kysely only closes the handle if it ever ran a query.
     if (raw.open) raw.close();
+    await wal?.close();
   };
   const metadata = createSqlMetadataStore({ ...shared, migrate, close });
   return { metadata, nodes: createSqlNodeStore(shared), jobs: createSqlJobStore(shared), migrate, close };
@@ -143,14 +154,23 @@ interface PendingWrite {
 
 /**
  * Group commit: write transactions that arrive while the database is busy (SQLite runs on the
- * event loop, and with synchronous = FULL every COMMIT waits for an fsync) are committed together,
- * one SAVEPOINT each so a failing one rolls back alone. Nobody is answered before the COMMIT that
- * holds their change has returned, so durability is unchanged; the fsync is shared.
+ * event loop) are committed together, one SAVEPOINT each so a failing one rolls back alone. Nobody
+ * is answered before the COMMIT that holds their change has returned AND `durable()` (the WAL
+ * fsync, in the thread pool) has completed after it; the next batch is built meanwhile, and
+ * batches waiting for the sync share one.
  */
-function createGroupCommit(db: Kysely<IndexDatabase>): { run<T>(fn: WriteFn<T>): Promise<T> } {
+function createGroupCommit(db: Kysely<IndexDatabase>, durable: () => Promise<void>): { run<T>(fn: WriteFn<T>): Promise<T> } {
   const pending: PendingWrite[] = [];
   let draining = false;
   const MAX_BATCH = 64;
+
+  function answer(batch: readonly PendingWrite[], outcomes: readonly ({ ok: true; value: unknown } | { ok: false; err: unknown })[]): void {
+    batch.forEach((p, i) => {
+      const o = outcomes[i];
+      if (o?.ok) p.resolve(o.value);
+      else p.reject(o?.err);
+    });
+  }
 
   async function drain(): Promise<void> {
     try {
@@ -184,11 +204,13 @@ function createGroupCommit(db: Kysely<IndexDatabase>): { run<T>(fn: WriteFn<T>):
             for (const p of batch) p.reject(e);
             return;
           }
-          batch.forEach((p, i) => {
-            const o = outcomes[i];
-            if (o?.ok) p.resolve(o.value);
-            else p.reject(o?.err);
-          });
+          // The connection is free again: the next batch builds while this one's WAL is synced.
+          void durable().then(
+            () => answer(batch, outcomes),
+            (e: unknown) => {
+              for (const p of batch) p.reject(e);
+            },
+          );
         }).catch((e: unknown) => {
           // Promises settle once: those already answered ignore this.
           for (const p of batch) p.reject(e);
@@ -209,6 +231,86 @@ function createGroupCommit(db: Kysely<IndexDatabase>): { run<T>(fn: WriteFn<T>):
           setImmediate(() => void drain());
         }
       });
+    },
+  };
+}
+
+/**
+ * fsync of the WAL file from libuv's thread pool. Linux syncs an inode whatever descriptor asks, so
+ * a read-only handle of our own covers every frame SQLite wrote before the call. SQLite keeps the
+ * same WAL inode while a connection is open (it truncates or rewrites, never unlinks); the inode is
+ * still compared on each sync so that a replaced file is reopened, and the directory is synced once
+ * after the file is first opened so its entry is durable too.
+ */
+function createWalSync(walPath: string, fsync: (wal: FileHandle) => Promise<void>): { sync(): Promise<void>; close(): Promise<void> } {
+  let handle: { fh: FileHandle; ino: number } | undefined;
+  let opening: Promise<{ fh: FileHandle; ino: number }> | undefined;
+  let closed = false;
+
+  async function openHandle(): Promise<{ fh: FileHandle; ino: number }> {
+    const fh = await open(walPath, 'r');
+    const ino = (await fh.stat()).ino;
+    const dir = await open(dirname(walPath), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+    return { fh, ino };
+  }
+
+  async function current(): Promise<{ fh: FileHandle; ino: number }> {
+    let ino: number;
+    try {
+      ino = statSync(walPath).ino;
+    } catch {
+      ino = -1;
+    }
+    if (handle && handle.ino === ino) return handle;
+    if (!opening) {
+      const previous = handle;
+      handle = undefined;
+      opening = openHandle().finally(() => {
+        opening = undefined;
+      });
+      if (previous) void previous.fh.close().catch(() => undefined);
+      handle = await opening;
+      return handle;
+    }
+    return opening;
+  }
+
+  // One fsync at a time: a caller arriving while one runs waits for the next, which starts after it
+  // (the running one may have begun before the caller's COMMIT); callers arriving meanwhile share it.
+  let running: Promise<void> | undefined;
+  let next: Promise<void> | undefined;
+  const syncOnce = async (): Promise<void> => {
+    if (closed) return;
+    await fsync((await current()).fh);
+  };
+  const sync = (): Promise<void> => {
+    if (!running) {
+      running = syncOnce().finally(() => {
+        running = undefined;
+      });
+      return running;
+    }
+    next ??= running
+      .catch(() => undefined)
+      .then(() => {
+        next = undefined;
+        return sync();
+      });
+    return next;
+  };
+
+  return {
+    sync,
+    async close() {
+      closed = true;
+      const h = handle ?? (await opening?.catch(() => undefined));
+      handle = undefined;
+      await h?.fh.close().catch(() => undefined);
     },
   };
 }
