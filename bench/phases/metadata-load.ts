@@ -5,6 +5,7 @@
 // those STOW-RS would write; the blob keys point at nothing (these instances are never retrieved).
 import { randomBytes, randomUUID } from 'node:crypto';
 import { extractIndexValues } from '../../src/archive/ingest/index-values.js';
+import { levelHeaders } from '../../src/dicom/levels.js';
 import type { DicomJsonDataset } from '../../src/dicom/types.js';
 import { generateUid } from '../../src/dicom/uids.js';
 import type { InstanceRecord } from '../../src/storage/metadata.js';
@@ -66,6 +67,7 @@ function record(s: StudyAttributes): InstanceRecord {
     series: index.series,
     instance: { sop_class_uid: SOP_CLASS_CT, ...index.instance },
     header: ds,
+    levelHeaders: levelHeaders(ds),
     transferSyntaxUid: EXPLICIT_VR_LITTLE_ENDIAN,
     blob: { key: `bench/${randomUUID()}.dcm`, size: 2048, sha256: randomBytes(32).toString('hex') },
     receivedAt: new Date(),

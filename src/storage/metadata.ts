@@ -1,3 +1,4 @@
+import type { LevelHeaders } from '../dicom/levels.js';
 import type { Constraint, Query } from '../dicom/query-model.js';
 import type { DicomJsonDataset } from '../dicom/types.js';
 
@@ -56,6 +57,8 @@ export interface InstanceRecord {
   instance: InstanceColumns;
   /** The instance's full header as DICOM JSON (binary values over the threshold as `_bulk` refs). */
   header: DicomJsonDataset;
+  /** What the patient, study and series rows keep (dicom/levels.ts: only their own levels' attributes). */
+  levelHeaders: LevelHeaders;
   transferSyntaxUid: string;
   blob: { key: string; size: number; sha256: string };
   receivedAt: Date;

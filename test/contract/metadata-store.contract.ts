@@ -46,6 +46,9 @@ const TAG = {
   SeriesNumber: '00200011',
   InstanceNumber: '00200013',
   ManufacturerModelName: '00081090',
+  PatientAge: '00101010',
+  Manufacturer: '00080070',
+  SliceThickness: '00180050',
   Rows: '00280010',
   PerformingPhysicianName: '00081050',
 } as const;
@@ -146,13 +149,14 @@ export function metadataStoreContract(name: string, factory: () => Promise<Metad
         assert.equal(st.numInstances, 1);
         assert.equal(st.totalBytes, 1234);
         assert.deepEqual(st.modalities, ['CT']);
-        assert.deepEqual(st.header, r.header);
+        assert.deepEqual(st.header, r.levelHeaders?.study);
         assert.ok(st.receivedAt instanceof Date && st.updatedAt instanceof Date);
         const se = await series(r.seriesUid);
         assert.ok(se);
         assert.equal(se.numInstances, 1);
         assert.equal(se.totalBytes, 1234);
-        assert.deepEqual(se.studyHeader, r.header);
+        assert.deepEqual(se.studyHeader, r.levelHeaders?.study);
+        assert.deepEqual(se.header, r.levelHeaders?.series);
         assert.equal((await patient(r.patient.patient_id, issuer))?.numStudies, 1);
       });
 
@@ -365,8 +369,8 @@ export function metadataStoreContract(name: string, factory: () => Promise<Metad
         assert.deepEqual(await matchStudies(issuer, [single(TAG.StudyDescription, 'TWO')]), [S]);
         assert.deepEqual(await matchStudies(issuer, [single(TAG.StudyDescription, 'ONE')]), []);
         assert.equal((await patients(issuer, [single(TAG.PatientName, 'new^name')])).length, 1);
-        assert.deepEqual((await patient(pid, issuer))?.header, last.header);
-        assert.deepEqual((await series(SE))?.header, last.header);
+        assert.deepEqual((await patient(pid, issuer))?.header, last.levelHeaders?.patient);
+        assert.deepEqual((await series(SE))?.header, last.levelHeaders?.series);
       });
     });
 
@@ -734,6 +738,35 @@ export function metadataStoreContract(name: string, factory: () => Promise<Metad
         assert.deepEqual(await sops(single(TAG.ManufacturerModelName, 'Absent')), []);
       });
 
+      it('non-indexed attributes match on the record of their own level, and below a higher-level query', async () => {
+        const issuer = token();
+        const S1 = newUid();
+        const S2 = newUid();
+        const age = (v: string) => ({ [TAG.PatientAge]: { vr: 'AS' as const, Value: [v] } });
+        const a = makeRecord({ issuer, studyUid: S1, extra: { ...age('042Y'), [TAG.Manufacturer]: { vr: 'LO', Value: ['ACME'] }, [TAG.SliceThickness]: { vr: 'DS', Value: [1.25] } } });
+        const a2 = makeRecord({ issuer, studyUid: S1, extra: { ...age('042Y'), [TAG.Manufacturer]: { vr: 'LO', Value: ['OTHER'] }, [TAG.SliceThickness]: { vr: 'DS', Value: [5] } } });
+        const b = makeRecord({ issuer, studyUid: S2, extra: { ...age('007Y'), [TAG.Manufacturer]: { vr: 'LO', Value: ['OTHER'] } } });
+        for (const r of [a, a2, b]) await commit(r);
+        const uids = async (c: Constraint): Promise<string[]> => (await studies(issuer, [c])).map((s) => s.studyUid).sort();
+        // The study row keeps study attributes only; the series row series attributes only.
+        const s1 = (await studies(issuer, [], { studyUid: S1 }))[0];
+        assert.equal(s1?.header[TAG.PatientAge]?.Value?.[0], '042Y');
+        assert.equal(s1?.header[TAG.Manufacturer], undefined);
+        assert.equal(s1?.header[TAG.SliceThickness], undefined);
+        assert.deepEqual(await uids(single(TAG.PatientAge, '007Y')), [S2]);
+        // A series attribute at study level: any series of the study; an instance attribute: any instance.
+        assert.deepEqual(await uids(single(TAG.Manufacturer, 'ACME')), [S1]);
+        assert.deepEqual(await uids(single(TAG.Manufacturer, 'OTHER')), [S1, S2].sort());
+        assert.deepEqual(await uids(single(TAG.SliceThickness, '1.25')), [S1]);
+        assert.deepEqual(await uids(single(TAG.SliceThickness, '9')), []);
+        // Series level: its own attribute on its own row; a study attribute on the study row.
+        const series = async (c: Constraint): Promise<string[]> => (await seriesOf(issuer, [c])).map((s) => s.seriesUid).sort();
+        assert.deepEqual(await series(single(TAG.Manufacturer, 'ACME')), [a.seriesUid]);
+        assert.deepEqual(await series(single(TAG.PatientAge, '007Y')), [b.seriesUid]);
+        // Instance level: the complete instance header.
+        assert.deepEqual((await instancesOf(issuer, [single(TAG.PatientAge, '042Y')])).map((r) => r.sopUid).sort(), [a.sopUid, a2.sopUid].sort());
+      });
+
       it('series and instance level constraints and URL scope', async () => {
         const issuer = token();
         const pid = token('P');
@@ -751,7 +784,7 @@ export function metadataStoreContract(name: string, factory: () => Promise<Metad
         assert.deepEqual((await seriesOf(issuer, [{ kind: 'range', tag: TAG.SeriesNumber, from: '2', to: '5' }])).map((s) => s.seriesUid), [SE1]);
         const inst = await instancesOf(issuer, [], { studyUid: S, seriesUid: SE1 });
         assert.deepEqual(inst.map((r) => r.sopUid), [i1.sopUid, i2.sopUid]);
-        assert.deepEqual(inst[0]?.seriesHeader, i2.header);
+        assert.deepEqual(inst[0]?.seriesHeader, i2.levelHeaders?.series);
         assert.deepEqual(inst[0]?.header, i1.header);
         assert.deepEqual((await instancesOf(issuer, [single(TAG.SOPClassUID, '1.2.3')])).map((r) => r.sopUid), [i2.sopUid]);
         assert.deepEqual((await instancesOf(issuer, [single(TAG.InstanceNumber, '1')], { studyUid: S })).map((r) => r.sopUid).sort(), [i1.sopUid, i3.sopUid].sort());

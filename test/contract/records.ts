@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { normalizePersonName } from '../../src/dicom/person-name.js';
+import { levelHeaders } from '../../src/dicom/levels.js';
 import type { DicomJsonDataset, DicomJsonElement, PersonName, VR } from '../../src/dicom/types.js';
 import type { InstanceRecord } from '../../src/storage/metadata.js';
 
@@ -107,6 +108,7 @@ export function makeRecord(spec: RecordSpec = {}): InstanceRecord {
       instance_number: spec.instanceNumber === undefined ? 1 : spec.instanceNumber,
     },
     header: {},
+    levelHeaders: { patient: {}, study: {}, series: {} },
     transferSyntaxUid: spec.transferSyntaxUid ?? EXPLICIT_VR_LE,
     blob: {
       key: spec.blobKey ?? `2026/11/${randomUUID()}.dcm`,
@@ -139,5 +141,7 @@ export function makeRecord(spec: RecordSpec = {}): InstanceRecord {
     ...spec.extra,
   };
   r.header = Object.fromEntries(Object.entries(header).sort(([a], [b]) => (a < b ? -1 : 1)));
+  // As archive/ingest does: patient, study and series rows keep only their levels' attributes.
+  r.levelHeaders = levelHeaders(r.header);
   return r;
 }

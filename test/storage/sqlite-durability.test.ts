@@ -28,6 +28,7 @@ function countInstances(path: string): number {
   }
 }
 
+const OPTIONS = { onDuplicate: 'replace', onPatientMismatch: 'accept' } as const;
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 
 describe('SQLite durability (WAL fsync before the answer)', () => {
@@ -53,7 +54,7 @@ describe('SQLite durability (WAL fsync before the answer)', () => {
           release = r;
         });
         let answered = false;
-        const commit = stores.metadata.commitInstance(makeRecord(), {}).then((r) => {
+        const commit = stores.metadata.commitInstance(makeRecord(), OPTIONS).then((r) => {
           answered = true;
           return r;
         });
@@ -90,9 +91,9 @@ describe('SQLite durability (WAL fsync before the answer)', () => {
       try {
         await stores.migrate();
         fail = true;
-        await assert.rejects(stores.metadata.commitInstance(makeRecord(), {}), /EIO/);
+        await assert.rejects(stores.metadata.commitInstance(makeRecord(), OPTIONS), /EIO/);
         fail = false;
-        const ok = await stores.metadata.commitInstance(makeRecord(), {});
+        const ok = await stores.metadata.commitInstance(makeRecord(), OPTIONS);
         assert.equal(ok.kind, 'stored');
       } finally {
         await stores.close();
@@ -114,7 +115,7 @@ describe('SQLite durability (WAL fsync before the answer)', () => {
       try {
         await stores.migrate();
         const before = syncs;
-        const results = await Promise.all(Array.from({ length: 50 }, () => stores.metadata.commitInstance(makeRecord(), {})));
+        const results = await Promise.all(Array.from({ length: 50 }, () => stores.metadata.commitInstance(makeRecord(), OPTIONS)));
         assert.equal(results.filter((r) => r.kind === 'stored').length, 50);
         assert.equal(countInstances(path), 50);
         assert.ok(syncs - before >= 1 && syncs - before < 50, `syncs shared (${syncs - before} for 50 commits)`);

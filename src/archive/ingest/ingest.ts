@@ -5,6 +5,7 @@ import { isKnownTransferSyntax } from '../../dicom/transfer-syntax.js';
 import type { DicomJsonDataset } from '../../dicom/types.js';
 import { validateUid } from '../../dicom/uid.js';
 import { newBlobKey, type BlobStore } from '../../storage/blobs.js';
+import { levelHeaders } from '../../dicom/levels.js';
 import type { InstanceRecord, MetadataStore } from '../../storage/metadata.js';
 import type { ArchiveSettings, CallContext, Logger } from '../context.js';
 import type { EventBus } from '../events.js';
@@ -211,6 +212,7 @@ async function commit(deps: IngestDeps, ctx: CallContext, c: CommitInput): Promi
     series: index.series,
     instance: { sop_class_uid: sopClassUid, instance_number: index.instance.instance_number },
     header: stored,
+    levelHeaders: levelHeaders(stored),
     transferSyntaxUid: header.transferSyntaxUid,
     blob: { key: c.key, size: c.size, sha256: c.sha256 },
     receivedAt: c.receivedAt,

@@ -1,3 +1,4 @@
+import { informationLevel } from '../../dicom/levels.js';
 import type { QueryLevel } from '../../dicom/query-model.js';
 import type { Tag } from '../../dicom/types.js';
 
@@ -56,12 +57,11 @@ export const INSTANCE_ATTRIBUTES: readonly Tag[] = [
   '00280100', // BitsAllocated
 ];
 
-const STUDY_SET = new Set(STUDY_ATTRIBUTES);
-const SERIES_SET = new Set(SERIES_ATTRIBUTES);
-
-/** Which level's record an attribute is read from: study (and patient) attributes follow the study record, etc. */
+/**
+ * Which level's record an attribute is read from (dicom/levels.ts): patient and study attributes
+ * from the study record, series attributes from the series record, the rest from the instance.
+ */
 export function attributeLevel(tag: Tag): QueryLevel {
-  if (STUDY_SET.has(tag) || PATIENT_ATTRIBUTES.includes(tag)) return 'study';
-  if (SERIES_SET.has(tag)) return 'series';
-  return 'instance';
+  const level = informationLevel(tag);
+  return level === 'patient' ? 'study' : level;
 }

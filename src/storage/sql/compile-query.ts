@@ -1,6 +1,7 @@
 import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
 import { StorageError } from '../errors.js';
 import { indexedAttribute, levelIncludes, MODALITIES_IN_STUDY, type IndexedKind } from '../../dicom/indexed.js';
+import { informationLevel } from '../../dicom/levels.js';
 import { normalizePersonName } from '../../dicom/person-name.js';
 import type { Constraint, Query, QueryLevel } from '../../dicom/query-model.js';
 import type { Dialect } from './dialect.js';
@@ -208,10 +209,17 @@ function constraintCondition(level: QueryLevel, c: Constraint, dialect: Dialect)
     return existsBelow(level, attr.level, (alias) => valueCondition(sql.ref(`${alias}.${column}`), attr.kind, c, dialect) ?? TRUE);
   }
   if (!/^[0-9A-F]{8}$/.test(tag)) throw new StorageError('INVALID_QUERY', `not a DICOM tag: ${c.tag}`);
-  // Not indexed: the first value in the header of the query's level (PN: its Alphabetic group).
-  const header = `${ALIAS[level]}.header`;
-  const ref = sql`COALESCE(${dialect.jsonFirstValueText(header, tag, 'Alphabetic')}, ${dialect.jsonFirstValueText(header, tag)})`;
-  return valueCondition(ref, 'json', c, dialect);
+  // Not indexed: the first value (PN: of its Alphabetic group) in the header of the record the
+  // attribute belongs to (dicom/levels.ts: patient, study and series rows keep only their own
+  // levels' attributes; instance headers are complete). An attribute of a lower level than the
+  // query's matches when any record below matches, like the indexed ones.
+  const info = informationLevel(tag);
+  const owner: QueryLevel = level === 'instance' ? 'instance' : info === 'patient' ? (level === 'patient' ? 'patient' : 'study') : info;
+  const onHeader = (header: string): RawBuilder<SqlBool> | undefined =>
+    valueCondition(sql`COALESCE(${dialect.jsonFirstValueText(header, tag, 'Alphabetic')}, ${dialect.jsonFirstValueText(header, tag)})`, 'json', c, dialect);
+  if (levelIncludes(level, owner)) return onHeader(`${ALIAS[owner]}.header`);
+  if (onHeader('x.header') === undefined) return undefined;
+  return existsBelow(level, owner, (alias) => onHeader(`${alias}.header`) ?? TRUE);
 }
 
 /** The WHERE condition of a query (scope + constraints) over the aliases p, st, se, i. */

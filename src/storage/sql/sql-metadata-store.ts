@@ -131,6 +131,9 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
   async function commitIn(trx: Db, r: InstanceRecord, options: CommitOptions): Promise<CommitResult> {
     const now = dialect.toDbTime(new Date());
     const header = dialect.toDbJson(r.header);
+    const patientHeader = dialect.toDbJson(r.levelHeaders.patient);
+    const studyHeader = dialect.toDbJson(r.levelHeaders.study);
+    const seriesHeader = dialect.toDbJson(r.levelHeaders.series);
 
     let instQ = trx
       .selectFrom('instances')
@@ -161,7 +164,7 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       patient_name_norm: p.patient_name_norm,
       birth_date: p.birth_date,
       sex: p.sex,
-      header,
+      header: patientHeader,
       updated_at: now,
     };
     const patient = await trx
@@ -173,7 +176,7 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
     const patientId = patient.id;
 
     // Study.
-    const studyCols = { ...r.study, header, updated_at: now };
+    const studyCols = { ...r.study, header: studyHeader, updated_at: now };
     let studyId: number;
     if (study0) {
       studyId = study0.id;
@@ -209,7 +212,7 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       .where('series_uid', '=', r.seriesUid);
     if (dialect.rowLocks) seriesQ = seriesQ.forUpdate();
     const series0 = await seriesQ.executeTakeFirst();
-    const seriesCols = { ...r.series, header, updated_at: now };
+    const seriesCols = { ...r.series, header: seriesHeader, updated_at: now };
     let seriesId: number;
     if (series0) {
       seriesId = series0.id;
