@@ -1,17 +1,37 @@
-// `pacsnode echo|store|find`: the DIMSE SCU from the command line (SPEC §4, issue 4 item 5).
+// `pacsnode echo|store|find|move|get`: the DIMSE SCU from the command line (SPEC §4, issue 4 item 5).
 //   pacsnode echo  [NODE] [--host H --port P --aec AE] [--aet AE]
 //   pacsnode store FILES|DIRS... (--node NODE | --host H --port P --aec AE) [--aet AE]
 //   pacsnode find  --level STUDY -k PatientName=DOE* [-r StudyDescription] [--model study|patient]
+//   pacsnode move  [NODE] --level STUDY --study UID [--series UID] [--sop UID...] [--patient-id ID] [--dest AE]
+//   pacsnode get   [NODE] --level STUDY --study UID [--series UID] [--sop UID...] [--output DIR]
 // The peer is a registered node (looked up in the node store of the configured database) or
 // given by --host/--port/--aec; options given override the node's. Our AE title defaults to
 // server.ae_title, timeouts to server.dimse_timeout_secs.
-import { readdir, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { ANONYMOUS } from '../archive/origin.js';
 import type { Config } from '../config/schema.js';
-import { createScu, FIND_LEVELS, isScuError, type FindLevel, type Scu, type ScuTarget, type StoreProgress } from '../dimse/scu/index.js';
+import { isValidUid } from '../dicom/uid.js';
+import {
+  createScu,
+  FIND_LEVELS,
+  isScuError,
+  RETRIEVE_LEVELS,
+  type FindLevel,
+  type GetSink,
+  type RetrieveLevel,
+  type RetrieveProgress,
+  type RetrieveRequest,
+  type RetrieveResult,
+  type Scu,
+  type ScuTarget,
+  type StoreProgress,
+} from '../dimse/scu/index.js';
 import { EXIT_FAILURE } from './exit-codes.js';
 import type { CliContext, CommandRegistrar } from './index.js';
 
@@ -124,6 +144,125 @@ function progressLine(p: StoreProgress, started: number): string {
   return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.total - p.remaining}/${p.total}  ${megabytes(p.bytesSent)} MB  ${rate} MB/s  failed ${p.failed}\x1b[K`;
 }
 
+interface RetrieveCliOptions extends PeerOptions {
+  level: RetrieveLevel;
+  model?: 'study' | 'patient';
+  patientId?: string;
+  study?: string;
+  series?: string;
+  sop?: string[];
+  progress: boolean;
+}
+
+function retrieveOptions(cmd: Command): Command {
+  return peerOptions(
+    cmd
+      .argument('[node]', 'a registered node (same as --node)')
+      .addOption(new Option('-l, --level <level>', 'Query/Retrieve Level').choices([...RETRIEVE_LEVELS]).default('STUDY'))
+      .addOption(new Option('-m, --model <model>', 'information model (PATIENT level: patient)').choices(['study', 'patient']))
+      .option('--patient-id <id>', 'PatientID (PATIENT level, and the patient model)')
+      .option('--study <uid>', 'Study Instance UID (STUDY, SERIES, IMAGE)')
+      .option('--series <uid>', 'Series Instance UID (SERIES, IMAGE)')
+      .option('--sop <uids...>', 'SOP Instance UID(s) (IMAGE)')
+      .option('--no-progress', 'no progress bar (it is shown on a terminal only)')
+      .exitOverride(),
+  );
+}
+
+/** The options as a retrieve request; a key its level needs but missing is a usage error naming the option. */
+function retrieveRequestOf(opts: RetrieveCliOptions): RetrieveRequest {
+  const depth = RETRIEVE_LEVELS.indexOf(opts.level);
+  const model = opts.level === 'PATIENT' ? 'patient' : (opts.model ?? 'study');
+  if (model === 'patient' && opts.patientId === undefined) throw new UsageError(`--patient-id is required ${opts.level === 'PATIENT' ? 'at level PATIENT' : 'with --model patient'}`);
+  const need = (value: string | undefined, option: string): string => {
+    if (value === undefined) throw new UsageError(`${option} is required at level ${opts.level}`);
+    if (!isValidUid(value)) throw new UsageError(`${option} ${value}: not a valid UID`);
+    return value;
+  };
+  const sops = depth >= 3 ? (opts.sop ?? []).flatMap((s) => s.split(',')).filter((s) => s !== '') : [];
+  if (depth >= 3 && sops.length === 0) throw new UsageError('--sop is required at level IMAGE');
+  return {
+    level: opts.level,
+    model,
+    ...(model === 'patient' && opts.patientId !== undefined ? { patientId: opts.patientId } : {}),
+    ...(depth >= 1 ? { studyUid: need(opts.study, '--study') } : {}),
+    ...(depth >= 2 ? { seriesUid: need(opts.series, '--series') } : {}),
+    ...(depth >= 3 ? { sopUids: sops.map((s) => need(s, '--sop')) } : {}),
+  };
+}
+
+function retrieveLine(p: RetrieveProgress): string {
+  const width = 30;
+  const done = p.completed + p.failed + p.warning;
+  const total = done + (p.remaining ?? 0);
+  const filled = total > 0 ? Math.min(width, Math.round((done / total) * width)) : 0;
+  return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}  failed ${p.failed}  warning ${p.warning}\x1b[K`;
+}
+
+function statusHex(status: number): string {
+  return `0x${status.toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * Runs a C-MOVE or C-GET from the command line: a progress bar on a terminal, the first SIGINT
+ * sends C-CANCEL (a second one ends the process as usual), failed UIDs on stderr.
+ */
+async function runRetrieve<T extends RetrieveResult>(ctx: CliContext, opts: RetrieveCliOptions, call: (options: { signal: AbortSignal; onProgress: (p: RetrieveProgress) => void }) => Promise<T>): Promise<T> {
+  const { io } = ctx;
+  const controller = new AbortController();
+  const onSigint = (): void => {
+    io.stderr('\npacsnode: cancelling (C-CANCEL); press Ctrl-C again to quit\n');
+    controller.abort();
+  };
+  process.once('SIGINT', onSigint);
+  const showBar = opts.progress && io.stderrIsTTY === true;
+  try {
+    const r = await call({
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (showBar) io.stderr(retrieveLine(p));
+      },
+    });
+    if (showBar) io.stderr('\n');
+    for (const uid of r.failedUids) io.stderr(`failed: ${uid}\n`);
+    return r;
+  } catch (err) {
+    if (showBar) io.stderr('\n');
+    throw err;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+function retrieveExit(ctx: CliContext, r: RetrieveResult): void {
+  if (r.failed > 0 || r.cancelled) ctx.setExitCode(EXIT_FAILURE);
+}
+
+/** A C-GET sink writing `<dir>/<SOP Instance UID>.dcm` (via a temporary name, renamed when complete). */
+export function directorySink(dir: string): GetSink {
+  return async (instance) => {
+    // The UID names the file: only a valid UID (digits and dots) may, so nothing escapes the directory.
+    if (!isValidUid(instance.sopInstanceUid)) {
+      for await (const _ of instance.part10) {
+        // not stored
+      }
+      return { status: 0xc000, errorComment: 'invalid Affected SOP Instance UID' };
+    }
+    const file = path.join(dir, `${instance.sopInstanceUid}.dcm`);
+    const partial = path.join(dir, `.${instance.sopInstanceUid}.partial`);
+    try {
+      await pipeline(Readable.from(instance.part10), createWriteStream(partial));
+      await rename(partial, file);
+      return { status: 0 };
+    } catch (err) {
+      await rm(partial, { force: true }).catch(() => {});
+      const code = (err as NodeJS.ErrnoException).code;
+      // A700 out of resources for a full disk or quota; 0110 processing failure otherwise.
+      return { status: code === 'ENOSPC' || code === 'EDQUOT' ? 0xa700 : 0x0110, errorComment: `cannot write ${instance.sopInstanceUid}.dcm: ${code ?? (err as Error).message}` };
+    }
+  };
+}
+
 export const registerDimseCommands: CommandRegistrar = (program: Command, ctx: CliContext) => {
   const { io } = ctx;
   // `--config` may also come before the subcommand.
@@ -204,6 +343,48 @@ export const registerDimseCommands: CommandRegistrar = (program: Command, ctx: C
         if (limit !== undefined && out.length >= limit) break;
       }
       io.stdout(`${JSON.stringify(out, null, 2)}\n`);
+    }),
+  );
+
+  retrieveOptions(
+    program
+      .command('move')
+      .description('C-MOVE a patient, study, series or instances from a DICOM node to a destination AE')
+      .option('--dest <ae>', 'Move Destination AE title (default: our own, --aet or server.ae_title)'),
+  ).action((nodeArg: string | undefined, opts: RetrieveCliOptions & { dest?: string }) =>
+    guarded(ctx, async () => {
+      const request = retrieveRequestOf(opts);
+      const { scu, target } = await resolvePeer(ctx, opts, globalConfig(), nodeArg);
+      const destination = opts.dest ?? scu.callingAe;
+      const r = await runRetrieve(ctx, opts, (o) => scu.move(target, request, { ...o, destination }));
+      const done = r.completed + r.warning + r.failed;
+      io.stdout(
+        `${r.cancelled ? 'Cancelled: moved' : 'Moved'} ${r.completed + r.warning} of ${done + (r.remaining ?? 0)} from ${target.calledAe} at ${target.host}:${target.port} to ${destination}: ` +
+          `${r.completed} completed, ${r.warning} warnings, ${r.failed} failed (status ${statusHex(r.status)}) in ${(r.durationMs / 1000).toFixed(1)} s\n`,
+      );
+      retrieveExit(ctx, r);
+    }),
+  );
+
+  retrieveOptions(
+    program
+      .command('get')
+      .description('C-GET a patient, study, series or instances from a DICOM node into a directory (<SOP Instance UID>.dcm files)')
+      .option('-o, --output <dir>', 'where the files go (created if needed)', 'pacsnode-get'),
+  ).action((nodeArg: string | undefined, opts: RetrieveCliOptions & { output: string }) =>
+    guarded(ctx, async () => {
+      const request = retrieveRequestOf(opts);
+      const { scu, target } = await resolvePeer(ctx, opts, globalConfig(), nodeArg);
+      const dir = path.resolve(io.cwd, opts.output);
+      await mkdir(dir, { recursive: true });
+      const r = await runRetrieve(ctx, opts, (o) => scu.get(target, request, { ...o, sink: directorySink(dir) }));
+      const done = r.completed + r.warning + r.failed;
+      const seconds = Math.max(0.001, r.durationMs / 1000);
+      io.stdout(
+        `${r.cancelled ? 'Cancelled: retrieved' : 'Retrieved'} ${r.completed + r.warning} of ${done + (r.remaining ?? 0)} from ${target.calledAe} at ${target.host}:${target.port} into ${dir}: ` +
+          `${r.completed} completed, ${r.warning} warnings, ${r.failed} failed (status ${statusHex(r.status)}); ${megabytes(r.bytesReceived)} MB in ${seconds.toFixed(1)} s\n`,
+      );
+      retrieveExit(ctx, r);
     }),
   );
 };

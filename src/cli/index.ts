@@ -3,7 +3,7 @@
 //   pacsnode generate-config standalone|production [--output FILE] [--force]
 //   pacsnode migrate [--config FILE]                      apply database migrations
 //   pacsnode gc [--config FILE]                           delete unreferenced blobs older than gc_grace_secs
-//   pacsnode echo|store|find ...                          DIMSE SCU (cli/dimse.ts)
+//   pacsnode echo|store|find|move|get ...                 DIMSE SCU (cli/dimse.ts)
 // Exit codes: 0 ok, 1 failure, 2 invalid configuration.
 // This is one of the three places allowed to read process.env (ARCHITECTURE rule 9): it is read
 // here once and handed to loadConfig.

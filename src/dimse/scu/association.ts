@@ -2,10 +2,14 @@
  * One association in the requestor role, for the SCU: opens it (A-ASSOCIATE-RQ, waiting for AC or
  * RJ), sends commands and data sets (a data set streamed from its source into P-DATA-TF PDUs within
  * the peer's maximum length, with the socket's backpressure), hands received messages over in
- * order, releases or aborts. Every wait is bounded by the DIMSE timeout: an association on which
- * nothing moves for that long while an operation is outstanding is aborted.
+ * order, releases or aborts. Responses are handed over with their (small) data set collected;
+ * requests the peer sends us on the same association (the C-STORE-RQs of a C-GET) with their data
+ * set as a stream, read at the consumer's pace (the socket pauses while it is behind). Every wait
+ * is bounded by the DIMSE timeout: an association on which nothing moves for that long while an
+ * operation is outstanding is aborted.
  */
 import { connect, type Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import type { Logger } from '../../archive/context.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from '../../dicom/uids.js';
 import { MessageAssembler } from '../message/assembler.js';
@@ -59,8 +63,18 @@ export interface OpenAssociationOptions {
 export interface ReceivedMessage {
   contextId: number;
   command: CommandSet;
-  /** The data set, collected (responses carry small identifiers only). */
+  /** A response's data set, collected (responses carry small identifiers only). */
   dataSet?: Buffer;
+  /**
+   * A request's data set (a C-STORE-RQ during C-GET), as it arrives: the consumer must read it to
+   * its end (or destroy it), else the association stalls.
+   */
+  dataStream?: Readable;
+}
+
+/** DIMSE requests have bit 15 of the Command Field clear (PS3.7 E.1). */
+export function isRequest(command: CommandSet): boolean {
+  return (command.commandField & 0x8000) === 0;
 }
 
 /** A response data set (a C-FIND identifier) larger than this aborts the association. */
@@ -71,6 +85,8 @@ type Slot = Promise<ReceivedMessage>;
 
 export class ScuAssociation {
   readonly accepted = new Map<number, AcceptedPresentationContext>();
+  /** The SCP/SCU Role Selection items the peer answered, by SOP class. */
+  readonly acceptedRoles = new Map<string, RoleSelection>();
   peerMaxLength = 0;
   private readonly ul: UpperLayer;
   private readonly assembler: MessageAssembler;
@@ -89,6 +105,8 @@ export class ScuAssociation {
   private socketError: Error | undefined;
   private onOpen: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private readonly removeAbortListener: () => void;
+  /** Sends run one after the other: the PDUs of one message are never interleaved with another's. */
+  private sendChain: Promise<void> = Promise.resolve();
 
   private constructor(private readonly options: OpenAssociationOptions) {
     this.closedPromise = new Promise((resolve) => (this.closedResolve = resolve));
@@ -180,9 +198,11 @@ export class ScuAssociation {
 
   async sendCommand(contextId: number, command: CommandSet): Promise<void> {
     this.operations++;
-    await this.guardedSend(async () => {
-      for (const pdu of fragmentPdus(contextId, true, encodeCommandSet(command), this.peerMaxLength)) await this.ul.sendPData(pdu);
-    });
+    await this.serialized(() =>
+      this.guardedSend(async () => {
+        for (const pdu of fragmentPdus(contextId, true, encodeCommandSet(command), this.peerMaxLength)) await this.ul.sendPData(pdu);
+      }),
+    );
   }
 
   /**
@@ -226,11 +246,13 @@ export class ScuAssociation {
         o += k;
       }
     };
-    await this.guardedSend(async () => {
-      if (source instanceof Uint8Array) await push(source);
-      else for await (const chunk of source) await push(chunk);
-      await flush(true);
-    });
+    await this.serialized(() =>
+      this.guardedSend(async () => {
+        if (source instanceof Uint8Array) await push(source);
+        else for await (const chunk of source) await push(chunk);
+        await flush(true);
+      }),
+    );
     return total;
   }
 
@@ -271,6 +293,12 @@ export class ScuAssociation {
 
   // -------------------------------------------------------------------------------------------
 
+  private serialized(fn: () => Promise<void>): Promise<void> {
+    const run = this.sendChain.then(fn);
+    this.sendChain = run.catch(() => {});
+    return run;
+  }
+
   private async guardedSend(fn: () => Promise<void>): Promise<void> {
     this.throwIfFailed();
     this.sending++;
@@ -294,7 +322,10 @@ export class ScuAssociation {
 
   private checkIdle(): void {
     if (this.failure) return;
-    const busy = this.sending > 0 || this.waiters.length > 0;
+    // A data set in progress is waited for too; while we hold the socket paused (our consumer is
+    // behind), the peer is not the one idle.
+    if (this.ul.paused) this.lastActivity = Date.now();
+    const busy = this.sending > 0 || this.waiters.length > 0 || this.assembler.receivingDataSet;
     if (!busy) return;
     if (Date.now() - this.lastActivity < this.options.timeoutMs) return;
     this.fail(new ScuError('TIMEOUT', `no answer from ${this.options.target.calledAe} within ${this.options.timeoutMs} ms`), true);
@@ -318,16 +349,18 @@ export class ScuAssociation {
       if (pc.result !== PresentationResult.ACCEPTANCE || rq === undefined) continue;
       this.accepted.set(pc.id, { id: pc.id, abstractSyntax: rq.abstractSyntax, transferSyntax: pc.transferSyntax });
     }
+    for (const r of pdu.userInformation.roleSelections) this.acceptedRoles.set(r.sopClassUid, r);
     this.lastActivity = Date.now();
     const open = this.onOpen;
     this.onOpen = undefined;
     open?.resolve();
   }
 
-  private onMessage(contextId: number, command: CommandSet, dataSet: NodeJS.ReadableStream | undefined): void {
+  private onMessage(contextId: number, command: CommandSet, dataSet: Readable | undefined): void {
     this.lastActivity = Date.now();
     let slot: Slot;
     if (dataSet === undefined) slot = Promise.resolve({ contextId, command });
+    else if (isRequest(command)) slot = Promise.resolve({ contextId, command, dataStream: dataSet });
     else {
       slot = new Promise<ReceivedMessage>((resolve, reject) => {
         const parts: Buffer[] = [];

@@ -1,7 +1,7 @@
 /**
- * The DIMSE service-class user (SPEC §4): C-ECHO, C-STORE and C-FIND against a remote AE, for the
- * CLI, the /api/nodes/{ae}/* routes (through the context main.ts builds) and C-MOVE
- * sub-operations. Each call opens its own association and closes it before it settles.
+ * The DIMSE service-class user (SPEC §4): C-ECHO, C-STORE, C-FIND, C-MOVE and C-GET against a
+ * remote AE, for the CLI, the /api/nodes/{ae}/* routes (through the context main.ts builds) and
+ * C-MOVE sub-operations. Each call opens its own association and closes it before it settles.
  */
 import type { Logger } from '../../archive/context.js';
 import { silentLogger } from '../../archive/context.js';
@@ -14,12 +14,25 @@ import { Status } from '../message/status.js';
 import { ScuAssociation, type ScuTarget } from './association.js';
 import { ScuError } from './errors.js';
 import { findDatasets, type FindRequest } from './find.js';
+import { getInstances, type GetOptions, type GetResult } from './get.js';
+import { moveInstances, type MoveOptions, type RetrieveRequest, type RetrieveResult } from './move.js';
 import { storeInstances, type StoreOptions, type StoreResult, type StoreSource } from './store.js';
 
 export type { ScuTarget } from './association.js';
 export { ScuError, isScuError, type ScuErrorCode } from './errors.js';
 export { FIND_LEVELS, type FindLevel, type FindModel, type FindRequest } from './find.js';
 export type { StoreInstanceResult, StoreItem, StoreOptions, StoreOutcome, StoreProgress, StoreResult, StoreSource } from './store.js';
+export { RETRIEVE_LEVELS, type MoveOptions, type RetrieveCounts, type RetrieveLevel, type RetrieveModel, type RetrieveOptions, type RetrieveProgress, type RetrieveRequest, type RetrieveResult } from './move.js';
+export {
+  DEFAULT_GET_STORAGE_CONTEXTS,
+  type GetOptions,
+  type GetResult,
+  type GetSink,
+  type GetSinkOutcome,
+  type RetrievedInstance,
+  type RetrievedInstanceResult,
+  type StorageContextSpec,
+} from './get.js';
 
 export interface ScuOptions {
   /** Our AE title (server.ae_title unless the caller says otherwise). */
@@ -44,6 +57,14 @@ export interface Scu {
   store(target: ScuTarget, sources: readonly StoreSource[], options?: StoreOptions): Promise<StoreResult>;
   /** C-FIND: the matches as they arrive; stopping early sends C-CANCEL. */
   find(target: ScuTarget, request: FindRequest): AsyncIterable<DicomJsonDataset>;
+  /**
+   * C-MOVE to `options.destination` (default: callingAe). Pending counts go to onProgress; resolves
+   * on Success, Warning (B000) or Cancel (FE00, after the signal sent C-CANCEL); any other final
+   * status rejects with DIMSE_FAILURE (details: status, counts, failedUids).
+   */
+  move(target: ScuTarget, request: RetrieveRequest, options?: MoveOptions): Promise<RetrieveResult>;
+  /** C-GET: like move, the instances streamed into `options.sink` over the same association. */
+  get(target: ScuTarget, request: RetrieveRequest, options: GetOptions): Promise<GetResult>;
 }
 
 function checkTarget(target: ScuTarget): ScuTarget {
@@ -107,6 +128,14 @@ export function createScu(options: ScuOptions): Scu {
     find(rawTarget, request) {
       const target = checkTarget(rawTarget);
       return findDatasets(deps, target, request);
+    },
+
+    async move(rawTarget, request, moveOptions) {
+      return moveInstances(deps, checkTarget(rawTarget), request, moveOptions);
+    },
+
+    async get(rawTarget, request, getOptions) {
+      return getInstances(deps, checkTarget(rawTarget), request, getOptions);
     },
   };
 }

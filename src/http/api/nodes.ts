@@ -13,7 +13,8 @@ import type { InstanceRow } from '../../storage/metadata.js';
 import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
 import { errorResponses, errorSchema, intQuery, uidParam } from '../schemas.js';
-import { jobJson, jobSchema } from './jobs.js';
+import { jobJson } from './jobs.js';
+import { jobAcceptedSchema, jobDoneSchema, registerNodeRetrieveRoutes, type NodeRetrieveScu } from './node-retrieve.js';
 import { listSchema } from './resources.js';
 
 /** SPEC §5: /api/nodes — the remote DICOM nodes (AE whitelist, move destinations, SCU peers). */
@@ -44,8 +45,9 @@ export interface NodeStoreProgress {
  * The DIMSE SCU as the node actions use it. main.ts passes the client of dimse/scu (createScu):
  * edges do not import each other (ARCHITECTURE rule 1). Its errors carry a string `code` and
  * `details`; INVALID_REQUEST is the caller's mistake, any other code the peer's or the network's.
+ * C-MOVE and C-GET: NodeRetrieveScu (node-retrieve.ts).
  */
-export interface NodeScu {
+export interface NodeScu extends NodeRetrieveScu {
   echo(target: DimseTarget): Promise<{ status: number; durationMs: number }>;
   find(
     target: DimseTarget,
@@ -60,7 +62,7 @@ export interface NodeScu {
 
 export interface NodeRouteDeps {
   nodes: NodeService;
-  /** With scu, jobs and archive, the node actions (echo, find, store) are served too. */
+  /** With scu, jobs and archive, the node actions (echo, find, store, move, get) are served too. */
   scu?: NodeScu;
   jobs?: JobService;
   archive?: Archive;
@@ -253,9 +255,6 @@ const storeBodySchema = z
   })
   .meta({ id: 'NodeStore' });
 
-const jobAcceptedSchema = z.object({ job_id: z.string().meta({ format: 'uuid' }) }).meta({ id: 'JobAccepted' });
-const jobDoneSchema = jobSchema.extend({ job_id: z.string() }).meta({ id: 'JobDone' });
-
 const actionParams = z.object({ ae_title: z.string().meta({ description: 'AE title of a registered node (exact, case-sensitive)' }) });
 
 function targetOf(node: NodeRecord): DimseTarget {
@@ -300,6 +299,7 @@ async function instancesFor(archive: Archive, ctx: CallContext, body: z.output<t
 function registerNodeActionRoutes(app: FastifyInstance, deps: ActionDeps): void {
   const { nodes, scu, jobs, archive } = deps;
   const r = app.withTypeProvider<ZodTypeProvider>();
+  registerNodeRetrieveRoutes(app, deps);
 
   r.post('/api/nodes/:ae_title/echo', {
     schema: {
