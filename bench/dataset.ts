@@ -4,6 +4,7 @@
 // to Pixel Data), the Pixel Data element header, and one shared pixel buffer — so generating 2,000
 // of them costs the load generator no copying. The bytes on the wire are exactly what
 // `writePart10` would produce for the whole dataset (Pixel Data is the last element).
+import { open } from 'node:fs/promises';
 import { writePart10, type WriteElement } from '../src/dicom/writer.js';
 import { generateUid } from '../src/dicom/uids.js';
 
@@ -264,4 +265,83 @@ export function makeStudy(index: number, patients: number, modality?: Modality):
 
 export function makeSeries(number: number): SeriesAttributes {
   return { seriesUid: generateUid(), seriesNumber: number, frameOfReferenceUid: generateUid() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One very large instance, written streaming to a file (never held in memory)
+
+/** Multi-frame Grayscale Word Secondary Capture Image Storage (PS3.4 B.5): 16-bit native frames. */
+export const MULTIFRAME_GRAYSCALE_WORD_SC = '1.2.840.10008.5.1.4.1.1.7.3';
+
+/** Pixel Data's value length is 32-bit and 0xFFFFFFFF means undefined length. */
+const MAX_NATIVE_PIXEL_BYTES = 0xfffffffe;
+
+export interface LargeInstanceOptions {
+  readonly study: StudyAttributes;
+  readonly series: SeriesAttributes;
+  readonly rows: number;
+  readonly columns: number;
+  readonly frames: number;
+  /** Frames of rows * columns * 2 bytes, written in turn (the file repeats them). */
+  readonly framePixels: readonly Buffer[];
+}
+
+export interface LargeInstance {
+  /** File size in bytes (preamble and File Meta included). */
+  readonly bytes: number;
+  readonly frames: number;
+  readonly sopClassUid: string;
+  readonly sopInstanceUid: string;
+  readonly studyUid: string;
+  readonly seriesUid: string;
+}
+
+/** Frames per writev: 16 × 512 KiB = 8 MiB, the same buffers referenced again (no copies). */
+const FRAMES_PER_WRITE = 16;
+
+/**
+ * A multi-frame 16-bit MONOCHROME2 Secondary Capture instance of `frames` native frames (Explicit
+ * VR Little Endian), written to `file` (which must not exist) frame batch by frame batch: memory
+ * stays at the header plus the shared frame buffers whatever the size. The bytes are those
+ * `writePart10` would produce for the whole dataset (Pixel Data is the last element).
+ */
+export async function writeLargeInstance(file: string, o: LargeInstanceOptions): Promise<LargeInstance> {
+  const frameBytes = o.rows * o.columns * 2;
+  if (o.framePixels.length === 0 || o.framePixels.some((f) => f.length !== frameBytes)) throw new Error('frame buffers do not match rows x columns x 16 bits');
+  const pixelBytes = frameBytes * o.frames;
+  if (!Number.isSafeInteger(pixelBytes) || pixelBytes > MAX_NATIVE_PIXEL_BYTES || o.frames < 1) throw new Error(`${o.frames} frames do not fit one native Pixel Data element`);
+  const sopInstanceUid = generateUid();
+  const first = o.framePixels[0] as Buffer;
+  const elements = header({ study: o.study, series: o.series, instanceNumber: 1, rows: o.rows, columns: o.columns, pixels: first }, sopInstanceUid)
+    .filter((el) => el.tag !== '00080016')
+    .concat([
+      { tag: '00080016', vr: 'UI', value: MULTIFRAME_GRAYSCALE_WORD_SC },
+      { tag: '00080064', vr: 'CS', value: 'WSD' },
+      { tag: '00181063', vr: 'DS', value: [40] },
+      { tag: '00280008', vr: 'IS', value: [o.frames] },
+      { tag: '00280009', vr: 'AT', value: ['00181063'] },
+    ]);
+  const head = Buffer.concat([
+    writePart10({ dataset: elements, transferSyntaxUid: EXPLICIT_VR_LITTLE_ENDIAN, sopClassUid: MULTIFRAME_GRAYSCALE_WORD_SC, sopInstanceUid }),
+    pixelDataHeader(pixelBytes),
+  ]);
+  const fh = await open(file, 'wx');
+  let bytes = 0;
+  try {
+    const write = async (buffers: Buffer[]): Promise<void> => {
+      const want = buffers.reduce((n, b) => n + b.length, 0);
+      const { bytesWritten } = await fh.writev(buffers);
+      if (bytesWritten !== want) throw new Error(`short write to ${file} (${bytesWritten} of ${want} bytes): disk full?`);
+      bytes += bytesWritten;
+    };
+    await write([head]);
+    for (let f = 0; f < o.frames; f += FRAMES_PER_WRITE) {
+      const batch: Buffer[] = [];
+      for (let i = f; i < Math.min(o.frames, f + FRAMES_PER_WRITE); i++) batch.push(o.framePixels[i % o.framePixels.length] as Buffer);
+      await write(batch);
+    }
+  } finally {
+    await fh.close();
+  }
+  return { bytes, frames: o.frames, sopClassUid: MULTIFRAME_GRAYSCALE_WORD_SC, sopInstanceUid, studyUid: o.study.studyUid, seriesUid: o.series.seriesUid };
 }

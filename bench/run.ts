@@ -13,7 +13,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { formatProfile, monotonicUs, summarizeCpuProfileByWindow, type ProfileSummary } from './cpu-profile.js';
-import { killAllTools, runDimse, type DimseFigures } from './phases/dimse.js';
+import { killAllTools, runDimse, runLargeInstance, formatEcho, type DimseFigures, type LargeInstanceResult } from './phases/dimse.js';
 import { loadStudiesDirect } from './phases/metadata-load.js';
 import { loadCorpus, prepareCorpus, runSearches, SEARCH_KINDS, type Corpus, type QidoLoadFigures, type QidoSearchFigures } from './phases/qido.js';
 import { prepareStow, runStow, type StowFigures } from './phases/stow.js';
@@ -41,6 +41,8 @@ interface Plan {
   readonly wadoInstances: number;
   /** DIMSE C-STORE instances per storescu run (0.5 MB each). */
   readonly dimseInstances: number;
+  /** Size of the one large multi-frame instance sent with storescu while the server's RSS is sampled. */
+  readonly largeInstanceBytes: number;
   /** Whole-run time budget, seconds: every loop stops and the bench fails past it. */
   readonly budgetSeconds: number;
 }
@@ -49,21 +51,21 @@ type Profile = 'standalone' | 'production';
 
 const PLANS: Readonly<Record<Profile, { full: Plan; quick: Plan }>> = {
   standalone: {
-    full: { stowInstances: 2000, stowBatch: 50, concurrency: 4, qidoStudies: 10_000, qidoBatch: 100, loadConcurrency: 4, searches: 500, wadoStudies: 40, wadoInstances: 500, dimseInstances: 200, budgetSeconds: 1800 },
-    quick: { stowInstances: 200, stowBatch: 50, concurrency: 4, qidoStudies: 1000, qidoBatch: 100, loadConcurrency: 4, searches: 140, wadoStudies: 4, wadoInstances: 100, dimseInstances: 40, budgetSeconds: 240 },
+    full: { stowInstances: 2000, stowBatch: 50, concurrency: 4, qidoStudies: 10_000, qidoBatch: 100, loadConcurrency: 4, searches: 500, wadoStudies: 40, wadoInstances: 500, dimseInstances: 200, largeInstanceBytes: 1024 * MiB, budgetSeconds: 1800 },
+    quick: { stowInstances: 200, stowBatch: 50, concurrency: 4, qidoStudies: 1000, qidoBatch: 100, loadConcurrency: 4, searches: 140, wadoStudies: 4, wadoInstances: 100, dimseInstances: 40, largeInstanceBytes: 256 * MiB, budgetSeconds: 240 },
   },
   // Issue 5: 100,000 studies through the MetadataStore; STOW-RS and WADO-RS go through s3rver, a
   // test server (single process, files on disk), so their counts are smaller.
   production: {
-    full: { stowInstances: 500, stowBatch: 50, concurrency: 4, qidoStudies: 100_000, qidoBatch: 2000, loadConcurrency: 16, searches: 700, wadoStudies: 4, wadoInstances: 100, dimseInstances: 200, budgetSeconds: 1800 },
-    quick: { stowInstances: 100, stowBatch: 50, concurrency: 4, qidoStudies: 5000, qidoBatch: 1000, loadConcurrency: 16, searches: 140, wadoStudies: 2, wadoInstances: 50, dimseInstances: 40, budgetSeconds: 300 },
+    full: { stowInstances: 500, stowBatch: 50, concurrency: 4, qidoStudies: 100_000, qidoBatch: 2000, loadConcurrency: 16, searches: 700, wadoStudies: 4, wadoInstances: 100, dimseInstances: 200, largeInstanceBytes: 1024 * MiB, budgetSeconds: 1800 },
+    quick: { stowInstances: 100, stowBatch: 50, concurrency: 4, qidoStudies: 5000, qidoBatch: 1000, loadConcurrency: 16, searches: 140, wadoStudies: 2, wadoInstances: 50, dimseInstances: 40, largeInstanceBytes: 256 * MiB, budgetSeconds: 300 },
   },
 };
 
 /** Aims: issue 2 (standalone) and issue 5 (production, study and wildcard name searches apart). */
-const AIMS: Readonly<Record<Profile, { stowPerSecond?: number; qidoP95?: number; studyP95?: number; wildcardP95?: number; wadoMBs?: number; peakRssMiB?: number; dimseRatio?: number; echoP95?: number }>> = {
-  standalone: { stowPerSecond: 400, qidoP95: 20, wadoMBs: 500, peakRssMiB: 300, dimseRatio: 0.5, echoP95: 100 },
-  production: { studyP95: 30, wildcardP95: 50, peakRssMiB: 300, dimseRatio: 0.5, echoP95: 100 },
+const AIMS: Readonly<Record<Profile, { stowPerSecond?: number; qidoP95?: number; studyP95?: number; wildcardP95?: number; wadoMBs?: number; peakRssMiB?: number; dimseRatio?: number; echoP95?: number; largeStoreRssMiB?: number }>> = {
+  standalone: { stowPerSecond: 400, qidoP95: 20, wadoMBs: 500, peakRssMiB: 300, dimseRatio: 0.5, echoP95: 100, largeStoreRssMiB: 200 },
+  production: { studyP95: 30, wildcardP95: 50, peakRssMiB: 300, dimseRatio: 0.5, echoP95: 100, largeStoreRssMiB: 200 },
 };
 
 /** Issue 4: the DIMSE C-STORE senders and C-ECHO round trips. */
@@ -142,6 +144,7 @@ interface Results {
   qido?: QidoSearchFigures;
   wado?: WadoFigures;
   dimse?: DimseFigures;
+  dimseLarge?: LargeInstanceResult;
   memory: MemorySample[];
   phases: PhaseAccount[];
   peakRssBytes?: number;
@@ -253,11 +256,23 @@ async function main(): Promise<void> {
   log(`  study ${results.wado.study.megabytesPerSecond.toFixed(1)} MB/s, instance ${results.wado.instance.megabytesPerSecond.toFixed(1)} MB/s`);
   sample('WADO-RS');
 
-  log(`DIMSE C-STORE (issue 4): storescu with ${plan.dimseInstances} CT instances (0.5 MB) to pacsnode and to DCMTK storescp, then ${DIMSE_SENDERS} senders with ${DIMSE_ECHOES} echoscu meanwhile`);
+  log(`DIMSE C-STORE (issue 4): storescu with ${plan.dimseInstances} CT instances (0.5 MB) to pacsnode and to DCMTK storescp, then ${DIMSE_SENDERS} senders with ${DIMSE_ECHOES} echoscu meanwhile, then ${DIMSE_SENDERS} senders again with in-process C-ECHO every ~100 ms`);
   results.dimse = await phase('DIMSE C-STORE', server, () =>
     runDimse({ instances: plan.dimseInstances, senders: DIMSE_SENDERS, echoes: DIMSE_ECHOES, dicomPort: server.dicomPort, calledAe: 'PACSNODE', deadline, log }),
   );
   sample('DIMSE C-STORE');
+
+  log(`DIMSE large instance: one ${(plan.largeInstanceBytes / MiB).toFixed(0)} MiB multi-frame instance with storescu, server VmRSS every 50 ms, in-process C-ECHO every ~100 ms`);
+  results.dimseLarge = await phase('DIMSE large instance', server, () =>
+    runLargeInstance({ bytes: plan.largeInstanceBytes, dicomPort: server.dicomPort, calledAe: 'PACSNODE', serverPid: server.pid, serverDir: server.dir, dicomWebUrl: base, deadline, log }),
+  );
+  if ('skipped' in results.dimseLarge) log(`  skipped: ${results.dimseLarge.skipped}`);
+  else {
+    const l = results.dimseLarge;
+    log(`  ${(l.bytes / MiB).toFixed(0)} MiB in ${l.seconds.toFixed(1)} s (${l.megabytesPerSecond.toFixed(1)} MB/s); server RSS ${(l.baselineRss / MiB).toFixed(0)} MiB before, peak ${(l.peakRss / MiB).toFixed(0)} MiB during (${l.rssSamples} samples), ${(l.rssAfter / MiB).toFixed(0)} MiB after`);
+    log(`  C-ECHO in-process during the large store: ${formatEcho(l.scuEcho)}`);
+  }
+  sample('DIMSE large instance');
   const final = server.memory();
   results.peakRssBytes = final.peakRss;
   results.rssBytes = final.rss;
@@ -366,8 +381,26 @@ function tableRows(r: Results, aims: (typeof AIMS)[Profile]): Row[] {
       { figure: 'DIMSE C-STORE storescu → DCMTK storescp (same files, same run)', value: d.storescp.megabytesPerSecond, unit: 'MB/s' },
       { figure: 'DIMSE C-STORE pacsnode / storescp MB/s', value: d.ratio, unit: '×', digits: 2, ...aim('>=', aims.dimseRatio) },
       { figure: `DIMSE C-STORE ${d.concurrent.senders} storescu senders (${d.concurrent.instances} instances)`, value: d.concurrent.instancesPerSecond, unit: 'inst/s' },
-      { figure: `C-ECHO echoscu p50 (${d.echo.duringStore} of ${d.echo.count} during the senders; incl. process start)`, value: d.echo.p50, unit: 'ms', digits: 1 },
-      { figure: 'C-ECHO echoscu p95', value: d.echo.p95, unit: 'ms', digits: 1, ...aim('<', aims.echoP95) },
+      { figure: `C-ECHO in-process (pacsnode SCU, every ~100 ms during ${d.concurrent.senders} senders of ${d.scuEcho.instances} more, n=${d.scuEcho.count}${d.scuEcho.failures > 0 ? `, ${d.scuEcho.failures} FAILED` : ''}) p50`, value: d.scuEcho.p50, unit: 'ms', digits: 1 },
+      { figure: 'C-ECHO in-process during the senders p95', value: d.scuEcho.p95, unit: 'ms', digits: 1, ...aim('<', aims.echoP95) },
+      { figure: 'C-ECHO in-process during the senders max', value: d.scuEcho.max, unit: 'ms', digits: 1 },
+      { figure: `C-ECHO echoscu incl. process start p50 (${d.echo.duringStore} of ${d.echo.count} during the senders)`, value: d.echo.p50, unit: 'ms', digits: 1 },
+      { figure: 'C-ECHO echoscu incl. process start p95 (no aim: ~50 ms is process start)', value: d.echo.p95, unit: 'ms', digits: 1 },
+    );
+  }
+  if (r.dimseLarge && 'skipped' in r.dimseLarge) {
+    rows.push({ figure: `DIMSE large instance: SKIPPED (${r.dimseLarge.skipped})`, value: Number.NaN, unit: '' });
+  } else if (r.dimseLarge) {
+    const l = r.dimseLarge;
+    const size = `${(l.bytes / MiB).toFixed(0)} MiB`;
+    rows.push(
+      { figure: `DIMSE large instance: server RSS before (VmRSS)`, value: l.baselineRss / MiB, unit: 'MiB', digits: 0 },
+      { figure: `DIMSE large instance: server peak RSS while receiving ${size} (VmRSS every 50 ms)`, value: l.peakRss / MiB, unit: 'MiB', digits: 0, ...aim('<', aims.largeStoreRssMiB) },
+      { figure: `DIMSE large instance: storescu time (${size}, ${l.frames} frames, one C-STORE)`, value: l.seconds, unit: 's', digits: 1 },
+      { figure: 'DIMSE large instance: throughput', value: l.megabytesPerSecond, unit: 'MB/s' },
+      { figure: `C-ECHO in-process during the large store (n=${l.scuEcho.count}${l.scuEcho.failures > 0 ? `, ${l.scuEcho.failures} FAILED` : ''}) p50`, value: l.scuEcho.p50, unit: 'ms', digits: 1 },
+      { figure: 'C-ECHO in-process during the large store p95', value: l.scuEcho.p95, unit: 'ms', digits: 1, ...aim('<', aims.echoP95) },
+      { figure: 'C-ECHO in-process during the large store max', value: l.scuEcho.max, unit: 'ms', digits: 1 },
     );
   }
   if (r.peakRssBytes !== undefined) rows.push({ figure: 'Server peak RSS (VmHWM, after all phases)', value: r.peakRssBytes / MiB, unit: 'MiB', digits: 0, ...aim('<', aims.peakRssMiB) });

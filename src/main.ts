@@ -9,7 +9,7 @@ import { SYSTEM } from './archive/origin.js';
 import { databaseKind, sqlitePathFromUrl } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createScu } from './dimse/scu/index.js';
-import { createDimseServer, createFindHandler } from './dimse/server.js';
+import { createDimseServer, createFindHandler, createGetHandler, createMoveHandler } from './dimse/server.js';
 import { buildHttpApp } from './http/app.js';
 import type { Logger } from './logging.js';
 import type { BlobStore } from './storage/blobs.js';
@@ -160,6 +160,7 @@ export async function startServer(config: Config, options: RunOptions): Promise<
   const httpUrl = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`;
   logger.info({ url: httpUrl }, `pacsnode is running: DICOMweb ${httpUrl}/wado (also ${httpUrl}/dicom-web), health ${httpUrl}/health`);
 
+  const dimseLogger = logger.child({ component: 'dimse' });
   const dimse = createDimseServer({
     archive,
     nodes,
@@ -174,8 +175,20 @@ export async function startServer(config: Config, options: RunOptions): Promise<
       maxPduLength: config.server.max_pdu_length,
       timeoutSecs: config.server.dimse_timeout_secs,
     },
-    logger: logger.child({ component: 'dimse' }),
+    logger: dimseLogger,
     find: createFindHandler({ archive, aeTitle: config.server.ae_title }),
+    // C-MOVE destinations are registered nodes with move_destination; sub-operations go out as server.ae_title.
+    move: createMoveHandler({
+      archive,
+      destinations: nodes,
+      scu: {
+        callingAe: config.server.ae_title,
+        timeoutMs: config.server.dimse_timeout_secs * 1000,
+        maxPduLength: config.server.max_pdu_length,
+        logger: dimseLogger,
+      },
+    }),
+    get: createGetHandler({ archive }),
   });
   let dicomPort: number;
   try {
@@ -186,7 +199,7 @@ export async function startServer(config: Config, options: RunOptions): Promise<
   }
   // Closed first on shutdown (closers run in reverse): associations drain before HTTP and the stores.
   closers.push(() => dimse.close());
-  logger.info({ port: dicomPort, aeTitle: config.server.ae_title }, `DIMSE listening on port ${dicomPort} as ${config.server.ae_title} (C-ECHO, C-STORE, C-FIND)`);
+  logger.info({ port: dicomPort, aeTitle: config.server.ae_title }, `DIMSE listening on port ${dicomPort} as ${config.server.ae_title} (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET)`);
 
   const interval = config.storage.gc_interval_secs;
   if (interval > 0) {

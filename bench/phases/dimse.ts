@@ -3,14 +3,22 @@
 // storescu senders at once, and echoscu round trips while they run. Every tool runs with
 // TCP_NODELAY=1 (without it DCMTK keeps Nagle on and loses ~40 ms per exchange) and is killed on
 // timeout, at the end of the phase, and by killAllTools() when the bench fails.
+//
+// C-ECHO is also measured in-process with pacsnode's own SCU (one association per echo, every
+// ~100 ms) — without the ~50 ms of echoscu's process start — while the senders run and while one
+// very large instance (runLargeInstance: 1 GiB, --quick 256 MiB) is stored, during which the
+// server's VmRSS is sampled every 50 ms.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { ctPixels, encodeInstance, makePatient, makeSeries, type StudyAttributes } from '../dataset.js';
-import { MB, nowMs, percentile } from '../stats.js';
+import { ctPixels, encodeInstance, makePatient, makeSeries, writeLargeInstance, type StudyAttributes } from '../dataset.js';
+import { keepAliveAgent, request } from '../http-client.js';
+import { readMemory } from '../server-process.js';
+import { MB, MiB, nowMs, percentile } from '../stats.js';
 import { generateUid } from '../../src/dicom/uids.js';
+import { createScu } from '../../src/dimse/scu/index.js';
 
 export interface DimseOptions {
   /** Instances per run (each 0.5 MB), split in studies of 50. */
@@ -38,7 +46,25 @@ export interface DimseFigures {
   /** ours MB/s / storescp MB/s. */
   readonly ratio: number;
   readonly concurrent: StoreRun & { readonly senders: number };
+  /** echoscu wall time, process start included. */
   readonly echo: { readonly count: number; readonly duringStore: number; readonly p50: number; readonly p95: number; readonly max: number };
+  /**
+   * C-ECHO with pacsnode's own SCU, in the bench process, every ~100 ms while `senders` storescu
+   * send another `instances` fresh instances (a second round, without echoscu).
+   */
+  readonly scuEcho: EchoFigures & { readonly instances: number };
+}
+
+/** C-ECHO round trips (association open, C-ECHO, release) in milliseconds. */
+export interface EchoFigures {
+  /** Successful echoes: the percentiles are theirs. */
+  readonly count: number;
+  readonly failures: number;
+  readonly p50: number;
+  readonly p95: number;
+  readonly max: number;
+  /** The first failure's message, if any. */
+  readonly firstError?: string;
 }
 
 const ROWS = 512;
@@ -132,10 +158,71 @@ function remainingMs(deadline: number, capMs: number): number {
 }
 
 const STORE_TIMEOUT_MS = 300_000;
+const ECHO_INTERVAL_MS = 100;
+const ECHO_TIMEOUT_SECS = 10;
+/** Instances of the sender round timed with in-process C-ECHOs, at least. */
+const SCU_ECHO_MIN_INSTANCES = 100;
 
-async function storescu(o: DimseOptions, port: number, calledAe: string, files: readonly string[]): Promise<number> {
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * C-ECHO with pacsnode's own SCU in the bench process (`createScu().echo`: a new association each
+ * time); the durations are the SCU's own (association request to release). A failed echo is
+ * counted, not timed.
+ */
+class ScuEchoes {
+  private readonly scu = createScu({ callingAe: 'BENCHSCU', timeoutSecs: ECHO_TIMEOUT_SECS });
+  private readonly ms: number[] = [];
+  private failures = 0;
+  private firstError: string | undefined;
+
+  constructor(private readonly port: number, private readonly calledAe: string) {}
+
+  async once(): Promise<void> {
+    try {
+      const r = await this.scu.echo({ host: HOST, port: this.port, calledAe: this.calledAe });
+      this.ms.push(r.durationMs);
+    } catch (err) {
+      this.failures++;
+      this.firstError ??= err instanceof Error ? err.message : String(err);
+    }
+  }
+
+  figures(): EchoFigures {
+    return echoFigures(this.ms, this.failures, this.firstError);
+  }
+}
+
+/** In-process C-ECHOs one after another, one starting every ~intervalMs, while `active()` holds. */
+async function echoWhile(port: number, calledAe: string, deadline: number, active: () => boolean, intervalMs = ECHO_INTERVAL_MS): Promise<EchoFigures> {
+  const echoes = new ScuEchoes(port, calledAe);
+  while (active() && Date.now() < deadline) {
+    const started = nowMs();
+    await echoes.once();
+    const wait = intervalMs - (nowMs() - started);
+    if (wait > 0 && active()) await sleep(wait);
+  }
+  return echoes.figures();
+}
+
+function echoFigures(ms: readonly number[], failures: number, firstError: string | undefined): EchoFigures {
+  return {
+    count: ms.length,
+    failures,
+    p50: percentile(ms, 0.5),
+    p95: percentile(ms, 0.95),
+    max: ms.length > 0 ? Math.max(...ms) : Number.NaN,
+    ...(firstError !== undefined ? { firstError } : {}),
+  };
+}
+
+export function formatEcho(e: EchoFigures): string {
+  return `p50 ${e.p50.toFixed(1)} ms, p95 ${e.p95.toFixed(1)} ms, max ${e.max.toFixed(1)} ms (n=${e.count}${e.failures > 0 ? `, ${e.failures} failed: ${e.firstError ?? '?'}` : ''})`;
+}
+
+async function storescu(o: Pick<DimseOptions, 'deadline'>, port: number, calledAe: string, files: readonly string[], socketTimeoutSecs = 60): Promise<number> {
   // -xe: all uncompressed transfer syntaxes proposed, explicit VR little endian first
-  const args = ['-aec', calledAe, '-xe', '-to', '10', '-ta', '30', '-ts', '60', HOST, String(port), ...files];
+  const args = ['-aec', calledAe, '-xe', '-to', '10', '-ta', '30', '-ts', String(socketTimeoutSecs), HOST, String(port), ...files];
   const result = await runTool('storescu', args, remainingMs(o.deadline, STORE_TIMEOUT_MS));
   // storescu exits 0 even when single stores fail: their errors are on its output
   if (/^E: /m.test(result.stderr)) throw new Error(`storescu reported errors:\n${result.stderr.split('\n').slice(-15).join('\n')}`);
@@ -254,8 +341,192 @@ export async function runDimse(o: DimseOptions): Promise<DimseFigures> {
     const concurrent = { ...storeRun(second.files.length, second.bytes, concurrentMs), senders: o.senders };
     o.log(`  ${o.senders} storescu senders → pacsnode: ${concurrent.instancesPerSecond.toFixed(1)} instances/s, ${concurrent.megabytesPerSecond.toFixed(1)} MB/s`);
     const echo = { count: echoMs.length, duringStore, p50: percentile(echoMs, 0.5), p95: percentile(echoMs, 0.95), max: Math.max(...echoMs) };
-    o.log(`  echoscu: p50 ${echo.p50.toFixed(1)} ms, p95 ${echo.p95.toFixed(1)} ms (${duringStore} of ${echo.count} during the store)`);
-    return { ours, storescp: reference, ratio: ours.megabytesPerSecond / reference.megabytesPerSecond, concurrent, echo };
+    o.log(`  echoscu (incl. process start): p50 ${echo.p50.toFixed(1)} ms, p95 ${echo.p95.toFixed(1)} ms (${duringStore} of ${echo.count} during the store)`);
+
+    // The same load again on fresh instances (at least SCU_ECHO_MIN_INSTANCES, so that even --quick
+    // gets a few dozen echoes), now with only the in-process C-ECHO every ~100 ms: no echoscu
+    // process starts on the same cores
+    const thirdCount = Math.max(o.instances, SCU_ECHO_MIN_INSTANCES);
+    o.log(`  writing ${thirdCount} more CT instances (0.5 MB) as files`);
+    const third = await writeDataset(path.join(dir, 'c'), thirdCount, 3);
+    const perSender3 = Math.ceil(third.files.length / o.senders);
+    let storing3 = true;
+    const senders3 = Promise.all(
+      Array.from({ length: o.senders }, (_, s) => storescu(o, o.dicomPort, o.calledAe, third.files.slice(s * perSender3, (s + 1) * perSender3))),
+    ).finally(() => {
+      storing3 = false;
+    });
+    senders3.catch(() => undefined);
+    const scuEcho = { ...(await echoWhile(o.dicomPort, o.calledAe, o.deadline, () => storing3)), instances: third.files.length };
+    await senders3;
+    o.log(`  C-ECHO in-process during ${o.senders} senders of another ${third.files.length} instances: ${formatEcho(scuEcho)}`);
+    return { ours, storescp: reference, ratio: ours.megabytesPerSecond / reference.megabytesPerSecond, concurrent, echo, scuEcho };
+  } finally {
+    killAllTools();
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One very large instance: the server's memory while it receives it
+
+const GiB = 1024 * MiB;
+/** Free space wanted in the temporary directory (and the server's, if elsewhere) before writing. */
+const MIN_FREE_BYTES = 3 * GiB;
+const LARGE_ROWS = 512;
+const LARGE_COLUMNS = 512;
+const RSS_SAMPLE_MS = 50;
+/** storescu's socket timeout for the large instance: the C-STORE-RSP follows the server's fsync of it. */
+const LARGE_SOCKET_TIMEOUT_SECS = 180;
+
+export interface LargeInstanceOptions {
+  /** Target file size; rounded down to whole 512×512 16-bit frames (512 KiB each). */
+  readonly bytes: number;
+  readonly dicomPort: number;
+  readonly calledAe: string;
+  /** The server's pid, for /proc/<pid>/status. */
+  readonly serverPid: number;
+  /** The server's data directory (its free space is checked too). */
+  readonly serverDir: string;
+  /** `<server>/dicom-web`, for the QIDO-RS check that the instance was stored. */
+  readonly dicomWebUrl: string;
+  readonly deadline: number;
+  readonly log: (text: string) => void;
+}
+
+export interface LargeInstanceFigures {
+  /** File size sent (Part-10, File Meta included). */
+  readonly bytes: number;
+  readonly frames: number;
+  readonly sopInstanceUid: string;
+  readonly generateSeconds: number;
+  /** storescu's wall time (process start to exit, so the C-STORE-RSP after the server's fsync is in). */
+  readonly seconds: number;
+  readonly megabytesPerSecond: number;
+  /** Server VmRSS just before storescu starts. */
+  readonly baselineRss: number;
+  /** Highest server VmRSS sampled (every 50 ms) during the transfer: absolute, not minus the baseline. */
+  readonly peakRss: number;
+  readonly rssSamples: number;
+  /** Server VmHWM before and after: a higher `after` means the all-time peak was set during this store. */
+  readonly hwmBefore: number;
+  readonly hwmAfter: number;
+  /** Server VmRSS once the store is answered. */
+  readonly rssAfter: number;
+  /** In-process C-ECHO every ~100 ms during the transfer. */
+  readonly scuEcho: EchoFigures;
+}
+
+export type LargeInstanceResult = { readonly skipped: string } | LargeInstanceFigures;
+
+async function freeBytes(dir: string): Promise<number> {
+  const s = await statfs(dir);
+  return s.bavail * s.bsize;
+}
+
+/** QIDO-RS: the instance is indexed with its SOP Instance UID and its Number of Frames. */
+async function checkStored(dicomWebUrl: string, sopInstanceUid: string, frames: number): Promise<void> {
+  const agent = keepAliveAgent(1);
+  try {
+    const url = `${dicomWebUrl}/instances?SOPInstanceUID=${encodeURIComponent(sopInstanceUid)}&includefield=00280008`;
+    const res = await request(url, { agent, headers: { accept: 'application/dicom+json' }, timeoutMs: 30_000, collect: true });
+    if (res.status !== 200) throw new Error(`QIDO-RS lookup of the large instance answered ${res.status}`);
+    const found = JSON.parse((res.body ?? Buffer.alloc(0)).toString('utf8')) as { '00080018'?: { Value?: unknown[] }; '00280008'?: { Value?: unknown[] } }[];
+    const match = found.find((d) => d['00080018']?.Value?.[0] === sopInstanceUid);
+    if (!match) throw new Error(`QIDO-RS does not find the large instance ${sopInstanceUid}`);
+    const nf = match['00280008']?.Value?.[0];
+    if (nf !== undefined && Number(nf) !== frames) throw new Error(`QIDO-RS gives the large instance ${String(nf)} frames, not ${frames}`);
+  } finally {
+    agent.destroy();
+  }
+}
+
+/**
+ * Writes one multi-frame instance of ~o.bytes to a temporary file (streaming), sends it with
+ * storescu and samples the server's VmRSS every 50 ms meanwhile, with in-process C-ECHOs every
+ * ~100 ms; checks it was stored (storescu without errors, then QIDO-RS) and deletes the file.
+ * Skipped (with the reason) when the disk has less than 3 GiB free.
+ */
+export async function runLargeInstance(o: LargeInstanceOptions): Promise<LargeInstanceResult> {
+  for (const dir of new Set([os.tmpdir(), o.serverDir])) {
+    const free = await freeBytes(dir);
+    if (free < MIN_FREE_BYTES) return { skipped: `only ${(free / GiB).toFixed(1)} GiB free in ${dir} (want ${MIN_FREE_BYTES / GiB} GiB)` };
+  }
+  const frameBytes = LARGE_ROWS * LARGE_COLUMNS * 2;
+  const frames = Math.max(1, Math.floor(o.bytes / frameBytes));
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pacsnode-bench-large-'));
+  try {
+    const generated = nowMs();
+    const file = path.join(dir, 'large.dcm');
+    const study: StudyAttributes = {
+      patient: makePatient(3_000_000),
+      studyUid: generateUid(),
+      studyDate: '20240317',
+      studyTime: '101500',
+      accessionNumber: 'DSLARGE0001',
+      studyId: '1',
+      description: 'MULTIFRAME LARGE DIMSE',
+      modality: 'CT',
+    };
+    const instance = await writeLargeInstance(file, {
+      study,
+      series: makeSeries(1),
+      rows: LARGE_ROWS,
+      columns: LARGE_COLUMNS,
+      frames,
+      framePixels: [1, 2, 3, 4].map((s) => ctPixels(LARGE_ROWS, LARGE_COLUMNS, 100 + s)),
+    });
+    const generateSeconds = (nowMs() - generated) / 1000;
+    o.log(`  wrote ${(instance.bytes / MiB).toFixed(0)} MiB (${frames} frames of 512×512×16 bit) in ${generateSeconds.toFixed(1)} s`);
+
+    const before = readMemory(o.serverPid);
+    let peakRss = before.rss;
+    let rssSamples = 0;
+    let samplingError: string | undefined;
+    const sampler = setInterval(() => {
+      try {
+        const m = readMemory(o.serverPid);
+        rssSamples++;
+        if (m.rss > peakRss) peakRss = m.rss;
+      } catch (err) {
+        samplingError ??= err instanceof Error ? err.message : String(err);
+      }
+    }, RSS_SAMPLE_MS);
+    let storing = true;
+    const store = storescu(o, o.dicomPort, o.calledAe, [file], LARGE_SOCKET_TIMEOUT_SECS).finally(() => {
+      storing = false;
+    });
+    store.catch(() => undefined);
+    const echoes = echoWhile(o.dicomPort, o.calledAe, o.deadline, () => storing);
+    let ms: number;
+    try {
+      ms = await store;
+    } finally {
+      clearInterval(sampler);
+    }
+    const scuEcho = await echoes;
+    // The sample at the very end, too (a store shorter than one interval still has one)
+    const after = readMemory(o.serverPid);
+    rssSamples++;
+    peakRss = Math.max(peakRss, after.rss);
+    if (samplingError !== undefined) throw new Error(`reading the server's memory failed: ${samplingError}`);
+    await checkStored(o.dicomWebUrl, instance.sopInstanceUid, frames);
+    const seconds = ms / 1000;
+    return {
+      bytes: instance.bytes,
+      frames,
+      sopInstanceUid: instance.sopInstanceUid,
+      generateSeconds,
+      seconds,
+      megabytesPerSecond: instance.bytes / MB / seconds,
+      baselineRss: before.rss,
+      peakRss,
+      rssSamples,
+      hwmBefore: before.peakRss,
+      hwmAfter: after.peakRss,
+      rssAfter: after.rss,
+      scuEcho,
+    };
   } finally {
     killAllTools();
     await rm(dir, { recursive: true, force: true, maxRetries: 3 });

@@ -8,9 +8,13 @@ import type { Archive } from '../archive/archive.js';
 import type { CallContext, Logger } from '../archive/context.js';
 import type { KnownNode } from './acse/ae-filter.js';
 import { Acceptor, type DimsePolicy, type FindHandler } from './scp/acceptor.js';
+import type { GetHandler, MoveHandler } from './scp/retrieve.js';
 
 export type { DimsePolicy, FindHandler } from './scp/acceptor.js';
+export type { GetHandler, MoveHandler } from './scp/retrieve.js';
 export { createFindHandler, type FindDeps } from './scp/find.js';
+export { createMoveHandler, type MoveDeps, type MoveDestination } from './scp/move.js';
+export { createGetHandler, type GetDeps } from './scp/get.js';
 
 export interface DimseServerDeps {
   archive: Archive;
@@ -20,6 +24,10 @@ export interface DimseServerDeps {
   logger: Logger;
   /** The C-FIND SCP (`createFindHandler`, scp/find.ts); without it Q/R FIND contexts are refused (result 3). */
   find?: FindHandler;
+  /** The C-MOVE SCP (`createMoveHandler`, scp/move.ts); without it Q/R MOVE contexts are refused (result 3). */
+  move?: MoveHandler;
+  /** The C-GET SCP (`createGetHandler`, scp/get.ts); without it Q/R GET contexts are refused (result 3). */
+  get?: GetHandler;
 }
 
 export interface DimseServer {
@@ -49,6 +57,8 @@ export function createDimseServer(deps: DimseServerDeps): DimseServer {
       policy,
       ...(nodes ? { findNode: (ctx: CallContext, ae: string) => nodes.find(ctx, ae) } : {}),
       ...(deps.find ? { find: deps.find } : {}),
+      ...(deps.move ? { move: deps.move } : {}),
+      ...(deps.get ? { get: deps.get } : {}),
       logger,
       otherAssociations: () => open.size - 1,
     });

@@ -14,7 +14,7 @@ import {
   type RoleSelection,
 } from '../pdu/types.js';
 import type { Permissions } from './ae-filter.js';
-import { FIND_SOP_CLASSES, VERIFICATION, isNonStorageService, isStorageSopClass, type ServiceKind } from './sop-classes.js';
+import { FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES, VERIFICATION, isNonStorageService, isStorageSopClass, type ServiceKind } from './sop-classes.js';
 
 export interface NegotiationPolicy {
   /** server.accept_all_transfer_syntaxes */
@@ -34,6 +34,13 @@ export interface AcceptedContext {
   abstractSyntax: string;
   transferSyntax: string;
   kind: ServiceKind;
+  /**
+   * Storage contexts: the requestor may invoke C-STORE on it (it acts as SCU). Absent = true; false
+   * when the context was accepted only for the requestor's C-GET (SCP role) or its SCU role was refused.
+   */
+  requestorScu?: boolean;
+  /** Storage contexts: the requestor accepted the SCP role (PS3.7 D.3.3.4), so C-GET sub-operations may use it. */
+  requestorScp?: boolean;
 }
 
 export interface Negotiated {
@@ -48,17 +55,32 @@ export interface Negotiated {
 const NATIVE_LE: readonly string[] = [IMPLICIT_VR_LE, EXPLICIT_VR_LE];
 
 /** The service of an abstract syntax, or why it is refused. */
-function classify(uid: string, policy: NegotiationPolicy, permissions: Permissions, services: ReadonlySet<ServiceKind>): ServiceKind | PresentationResult {
+function classify(
+  uid: string,
+  policy: NegotiationPolicy,
+  permissions: Permissions,
+  services: ReadonlySet<ServiceKind>,
+  roles: ReadonlyMap<string, RoleSelection>,
+): ServiceKind | PresentationResult {
   if (uid === VERIFICATION) return 'verification';
-  if (FIND_SOP_CLASSES.has(uid)) {
-    if (!services.has('find')) return PresentationResult.ABSTRACT_SYNTAX_NOT_SUPPORTED;
-    return permissions.find ? 'find' : PresentationResult.USER_REJECTION;
+  const qr = FIND_SOP_CLASSES.has(uid) ? 'find' : MOVE_SOP_CLASSES.has(uid) ? 'move' : GET_SOP_CLASSES.has(uid) ? 'get' : undefined;
+  if (qr !== undefined) {
+    if (!services.has(qr)) return PresentationResult.ABSTRACT_SYNTAX_NOT_SUPPORTED;
+    const allowed = qr === 'find' ? permissions.find : permissions.retrieve;
+    return allowed ? qr : PresentationResult.USER_REJECTION;
   }
   if (isStorageSopClass(uid) || (!isNonStorageService(uid) && policy.acceptUnknownSopClasses)) {
-    return permissions.store ? 'storage' : PresentationResult.USER_REJECTION;
+    if (permissions.store) return 'storage';
+    // A node without allow_store may still receive its C-GET sub-operations on the context.
+    return getScpRole(uid, permissions, services, roles) ? 'storage' : PresentationResult.USER_REJECTION;
   }
-  // C-MOVE and C-GET arrive with the next part of issue 4; other services are not implemented.
+  // Other services of the standard are not implemented.
   return PresentationResult.ABSTRACT_SYNTAX_NOT_SUPPORTED;
+}
+
+/** Whether the requestor may act as storage SCP for this SOP class: it proposed the role, and may retrieve. */
+function getScpRole(uid: string, permissions: Permissions, services: ReadonlySet<ServiceKind>, roles: ReadonlyMap<string, RoleSelection>): boolean {
+  return services.has('get') && permissions.retrieve && roles.get(uid)?.scpRole === true;
 }
 
 function acceptable(kind: ServiceKind, ts: string, policy: NegotiationPolicy): boolean {
@@ -74,41 +96,55 @@ export function chooseTransferSyntax(kind: ServiceKind, proposed: readonly strin
 }
 
 /**
- * SOP Class Extended Negotiation for Q/R FIND (PS3.4 C.5.1.1.4 ff.): relational queries 0,
- * combined date-time matching 0, fuzzy semantic person-name matching 0, timezone adjustment 0 -
- * as many bytes as the SCU proposed. Other SOP classes get no item (allowed by PS3.7 D.3.3.5).
+ * SOP Class Extended Negotiation for Q/R (PS3.4 C.5.1.1.4 ff., C.5.2.1.1 ff.). FIND: relational
+ * queries 0, combined date-time matching 0, fuzzy semantic person-name matching 0, timezone
+ * adjustment 0 - as many bytes as the SCU proposed (1-4). MOVE/GET: relational retrieval 0,
+ * enhanced multi-frame image conversion 0 (1-2 bytes). Other SOP classes get no item (allowed by
+ * PS3.7 D.3.3.5).
  */
 function answerExtendedNegotiation(proposal: ExtendedNegotiation, accepted: ReadonlySet<string>): ExtendedNegotiation | undefined {
-  if (!FIND_SOP_CLASSES.has(proposal.sopClassUid) || !accepted.has(proposal.sopClassUid)) return undefined;
-  const n = Math.min(Math.max(proposal.info.length, 1), 4);
+  if (!accepted.has(proposal.sopClassUid)) return undefined;
+  const max = FIND_SOP_CLASSES.has(proposal.sopClassUid) ? 4 : MOVE_SOP_CLASSES.has(proposal.sopClassUid) || GET_SOP_CLASSES.has(proposal.sopClassUid) ? 2 : 0;
+  if (max === 0) return undefined;
+  const n = Math.min(Math.max(proposal.info.length, 1), max);
   return { sopClassUid: proposal.sopClassUid, info: Buffer.alloc(n, 0) };
 }
 
 /**
- * SCP/SCU Role Selection (PS3.7 D.3.3.4): for storage SOP classes (the SCU of a C-GET acting as
- * storage SCP) the proposed roles are accepted; for others we keep the default roles (the
- * requestor is SCU only).
+ * SCP/SCU Role Selection (PS3.7 D.3.3.4). For storage SOP classes the requestor's SCU role is
+ * accepted when the node may store, and its SCP role (receiving C-GET sub-operations) when it may
+ * retrieve and C-GET is offered; a role not accepted is answered 0 (a role proposed 0 is never
+ * answered 1). For other SOP classes we keep the default roles (the requestor is SCU only).
  */
-function answerRoleSelection(proposal: RoleSelection, contexts: ReadonlyMap<number, AcceptedContext>): RoleSelection | undefined {
+function answerRoleSelection(proposal: RoleSelection, contexts: ReadonlyMap<number, AcceptedContext>, permissions: Permissions, services: ReadonlySet<ServiceKind>): RoleSelection | undefined {
   const ctx = [...contexts.values()].find((c) => c.abstractSyntax === proposal.sopClassUid);
   if (ctx === undefined) return undefined;
-  if (ctx.kind === 'storage') return { ...proposal };
+  if (ctx.kind === 'storage') {
+    return {
+      sopClassUid: proposal.sopClassUid,
+      scuRole: proposal.scuRole && permissions.store,
+      scpRole: proposal.scpRole && services.has('get') && permissions.retrieve,
+    };
+  }
   return { sopClassUid: proposal.sopClassUid, scuRole: proposal.scuRole, scpRole: false };
 }
 
 /** The services the SCP offers; a context for any other is refused (result 3). */
-export const ALL_SERVICES: ReadonlySet<ServiceKind> = new Set<ServiceKind>(['verification', 'storage', 'find']);
+export const ALL_SERVICES: ReadonlySet<ServiceKind> = new Set<ServiceKind>(['verification', 'storage', 'find', 'move', 'get']);
 
 export function negotiate(rq: AssociateRq, policy: NegotiationPolicy, permissions: Permissions, services: ReadonlySet<ServiceKind> = ALL_SERVICES): Negotiated {
   const contexts = new Map<number, AcceptedContext>();
   const answers: PresentationContextAc[] = [];
+  // The first role proposal of a SOP class counts (PS3.7 D.3.3.4: one item per SOP class).
+  const roles = new Map<string, RoleSelection>();
+  for (const r of rq.userInformation.roleSelections) if (!roles.has(r.sopClassUid)) roles.set(r.sopClassUid, r);
   for (const pc of rq.presentationContexts) {
     // Presentation context IDs are odd integers, unique within the association (PS3.8 9.3.2.2).
     if (pc.id % 2 === 0 || contexts.has(pc.id) || answers.some((a) => a.id === pc.id)) {
       answers.push({ id: pc.id, result: PresentationResult.NO_REASON, transferSyntax: '' });
       continue;
     }
-    const kind = classify(pc.abstractSyntax, policy, permissions, services);
+    const kind = classify(pc.abstractSyntax, policy, permissions, services, roles);
     if (typeof kind === 'number') {
       answers.push({ id: pc.id, result: kind, transferSyntax: '' });
       continue;
@@ -129,9 +165,15 @@ export function negotiate(rq: AssociateRq, policy: NegotiationPolicy, permission
   ui.implementationVersionName = IMPLEMENTATION_VERSION_NAME;
   // We perform one operation at a time in each direction (PS3.7 D.3.3.3).
   if (rq.userInformation.asyncOperationsWindow !== undefined) ui.asyncOperationsWindow = { maxInvoked: 1, maxPerformed: 1 };
-  for (const r of rq.userInformation.roleSelections) {
-    const answer = answerRoleSelection(r, contexts);
-    if (answer) ui.roleSelections.push(answer);
+  for (const r of roles.values()) {
+    const answer = answerRoleSelection(r, contexts, permissions, services);
+    if (!answer) continue;
+    ui.roleSelections.push(answer);
+    for (const c of contexts.values()) {
+      if (c.abstractSyntax !== answer.sopClassUid || c.kind !== 'storage') continue;
+      c.requestorScu = answer.scuRole;
+      c.requestorScp = answer.scpRole;
+    }
   }
   for (const e of rq.userInformation.extendedNegotiations) {
     const answer = answerExtendedNegotiation(e, acceptedClasses);

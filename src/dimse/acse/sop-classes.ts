@@ -65,3 +65,11 @@ export function isNonStorageService(uid: string): boolean {
 
 /** What a presentation context is for, once accepted. */
 export type ServiceKind = 'verification' | 'find' | 'move' | 'get' | 'storage';
+
+/** The FIND SOP class of the same information model as a MOVE or GET SOP class (they share the levels and keys). */
+export const FIND_OF_RETRIEVE: Readonly<Record<string, string>> = Object.freeze({
+  [PATIENT_ROOT_MOVE]: PATIENT_ROOT_FIND,
+  [PATIENT_ROOT_GET]: PATIENT_ROOT_FIND,
+  [STUDY_ROOT_MOVE]: STUDY_ROOT_FIND,
+  [STUDY_ROOT_GET]: STUDY_ROOT_FIND,
+});

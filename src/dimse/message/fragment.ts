@@ -2,7 +2,8 @@
  * Outgoing messages as P-DATA-TF PDUs within the peer's Maximum Length Received (PS3.8 D.1):
  * one PDV per PDU, each PDU ready for one socket write.
  */
-import { PDV_HEADER_LENGTH, encodeSinglePdv } from '../pdu/codec.js';
+import { PDU_HEADER_LENGTH, PDV_HEADER_LENGTH, encodeSinglePdv } from '../pdu/codec.js';
+import { PduType } from '../pdu/types.js';
 
 /** When the peer announces no limit (0), fragments are cut at this size anyway. */
 export const UNLIMITED_FRAGMENT_LENGTH = 1024 * 1024;
@@ -24,4 +25,57 @@ export function* fragmentPdus(contextId: number, command: boolean, data: Uint8Ar
     const end = Math.min(data.length, o + max);
     yield encodeSinglePdv(contextId, command, end === data.length, data.subarray(o, end));
   }
+}
+
+/**
+ * A data set from its source into P-DATA-TF PDUs of one PDV each, at most the peer's maximum length,
+ * the last one marked so; each PDU is built in place around the copied bytes (one write) and handed
+ * to `send`, which is awaited before more of the source is read (backpressure). `check` runs before
+ * each PDU is started (throw to stop). Resolves with the number of data set bytes sent.
+ */
+export async function sendDataSetPdus(
+  contextId: number,
+  source: Uint8Array | AsyncIterable<Uint8Array>,
+  peerMaxLength: number,
+  send: (pdu: Buffer, dataBytes: number) => Promise<void>,
+  check: () => void = () => undefined,
+): Promise<number> {
+  const max = maxFragmentLength(peerMaxLength);
+  const headerLength = PDU_HEADER_LENGTH + PDV_HEADER_LENGTH;
+  let total = 0;
+  let pdu: Buffer | undefined;
+  let fill = 0;
+  const flush = async (last: boolean): Promise<void> => {
+    const out = (pdu ?? Buffer.allocUnsafe(headerLength)).subarray(0, headerLength + fill);
+    out.writeUInt8(PduType.P_DATA_TF, 0);
+    out.writeUInt8(0, 1);
+    out.writeUInt32BE(PDV_HEADER_LENGTH + fill, 2);
+    out.writeUInt32BE(2 + fill, 6);
+    out.writeUInt8(contextId, 10);
+    out.writeUInt8(last ? 2 : 0, 11);
+    const n = fill;
+    pdu = undefined;
+    fill = 0;
+    await send(out, n);
+    total += n;
+  };
+  const push = async (chunk: Uint8Array): Promise<void> => {
+    let o = 0;
+    while (o < chunk.length) {
+      if (pdu !== undefined && fill === max) await flush(false);
+      if (pdu === undefined) {
+        check();
+        pdu = Buffer.allocUnsafe(headerLength + max);
+        fill = 0;
+      }
+      const k = Math.min(max - fill, chunk.length - o);
+      pdu.set(chunk.subarray(o, o + k), headerLength + fill);
+      fill += k;
+      o += k;
+    }
+  };
+  if (source instanceof Uint8Array) await push(source);
+  else for await (const chunk of source) await push(chunk);
+  await flush(true);
+  return total;
 }

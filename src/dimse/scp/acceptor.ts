@@ -1,8 +1,10 @@
 /**
  * One association accepted by the SCP: the service user of the upper layer. It admits or rejects
  * the association (acse/), then reassembles messages (message/) and runs each operation through
- * its thin handler (echo, store, find), one at a time, answering in order. C-CANCEL is acted on
- * as soon as it arrives. Each association ends with one log line (no PHI).
+ * its thin handler (echo, store, find, move, get), one at a time, answering in order. C-CANCEL is
+ * acted on as soon as it arrives. A C-GET sends its C-STORE-RQ sub-operations on this association
+ * while it runs: their C-STORE-RSPs are routed back to it by Message ID Being Responded To. Each
+ * association ends with one log line (no PHI).
  */
 import type { Socket } from 'node:net';
 import type { Archive } from '../../archive/archive.js';
@@ -12,14 +14,15 @@ import { admit, type KnownNode } from '../acse/ae-filter.js';
 import type { ServiceKind } from '../acse/sop-classes.js';
 import { negotiate, type AcceptedContext, type NegotiationPolicy, type Negotiated } from '../acse/negotiate.js';
 import { MessageAssembler, type IncomingMessage } from '../message/assembler.js';
-import { CommandField, encodeCommandSet, type CommandSet } from '../message/command.js';
-import { fragmentPdus } from '../message/fragment.js';
+import { CommandField, NO_DATA_SET, encodeCommandSet, type CommandSet } from '../message/command.js';
+import { fragmentPdus, sendDataSetPdus } from '../message/fragment.js';
 import { Status } from '../message/status.js';
 import { AbortReason, AbortSource, type AssociateRq } from '../pdu/types.js';
 import { UpperLayer, type AbortIndication } from '../ul/association.js';
 import { MAX_OTHER_PDU_LENGTH } from '../ul/framer.js';
 import type { OperationContext } from './context.js';
 import { handleEcho } from './echo.js';
+import type { GetHandler, GetIo, MoveHandler, RetrieveSignals } from './retrieve.js';
 import { handleStore } from './store.js';
 
 export interface DimsePolicy extends NegotiationPolicy {
@@ -43,6 +46,10 @@ export interface AcceptorDeps {
   otherAssociations(): number;
   /** C-FIND, when the find SCP is wired (absent: Q/R FIND contexts are refused with result 3). */
   find?: FindHandler;
+  /** C-MOVE, when wired (scp/move.ts; absent: Q/R MOVE contexts are refused with result 3). */
+  move?: MoveHandler;
+  /** C-GET, when wired (scp/get.ts; absent: Q/R GET contexts are refused with result 3). */
+  get?: GetHandler;
 }
 
 /** A C-FIND handler: responses to send, pending ones first, the final one last. */
@@ -50,7 +57,9 @@ export type FindHandler = (ctx: OperationContext, req: CommandSet, identifier: B
 
 type Ending = 'released' | 'aborted' | 'rejected' | 'closed';
 
-/** Identifiers of C-FIND requests are small; a larger one is refused. */
+type Response = { command: CommandSet; identifier?: Buffer };
+
+/** Identifiers of C-FIND/C-MOVE/C-GET requests are small; a larger one is refused. */
 const MAX_IDENTIFIER_LENGTH = 1024 * 1024;
 
 export class Acceptor {
@@ -66,7 +75,12 @@ export class Acceptor {
   private idle: NodeJS.Timeout | undefined;
   private ending: Ending = 'closed';
   private endDetail: string | undefined;
-  private readonly operations = { echo: 0, store: 0, storeFailed: 0, find: 0, cancel: 0 };
+  private readonly operations = { echo: 0, store: 0, storeFailed: 0, find: 0, move: 0, get: 0, cancel: 0 };
+  /** Sub-operations of this association's C-MOVEs and C-GETs, from their final responses. */
+  private readonly subOperations = { completed: 0, failed: 0, warning: 0 };
+  /** C-GET sub-operations waiting for their C-STORE-RSP, by Message ID. */
+  private readonly awaitingResponse = new Map<number, { resolve: (c: CommandSet) => void; reject: (e: Error) => void }>();
+  private subMessageId = 0;
   private readonly closedPromise: Promise<void>;
   private markClosed: () => void = () => {};
 
@@ -157,7 +171,10 @@ export class Acceptor {
       this.ul.reject(admission.reject);
       return;
     }
-    const services = new Set<ServiceKind>(['verification', 'storage', ...(this.deps.find ? (['find'] as const) : [])]);
+    const services = new Set<ServiceKind>(['verification', 'storage']);
+    if (this.deps.find) services.add('find');
+    if (this.deps.move) services.add('move');
+    if (this.deps.get) services.add('get');
     const negotiated = negotiate(rq, policy, admission.permissions, services);
     this.negotiated = negotiated;
     this.ul.accept(negotiated.ac);
@@ -192,6 +209,10 @@ export class Acceptor {
       this.ul.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.UNEXPECTED_PDU_PARAMETER }, 'message on a presentation context not accepted');
       return;
     }
+    if ((command.commandField & 0x8000) !== 0) {
+      this.onResponse(msg);
+      return;
+    }
     const controller = new AbortController();
     if (command.messageId !== undefined) this.running.set(command.messageId, controller);
     this.busy++;
@@ -203,13 +224,17 @@ export class Acceptor {
       signal: AbortSignal.any([controller.signal, this.ended.signal]),
       logger: this.deps.logger,
     };
+    const signals: RetrieveSignals = { cancelled: controller.signal, ended: this.ended.signal };
     // A store starts reading its data set at once (it is arriving now); the response waits its turn.
-    const result = this.perform(ctx, msg, presentation);
+    const result = this.perform(ctx, msg, presentation, signals);
     result.catch(() => {}); // observed through the chain below; this only marks it handled early
     this.work = this.work
       .then(() => result)
       .then(async (responses) => {
-        for await (const r of responses) await this.send(msg.contextId, r.command, r.identifier);
+        for await (const r of responses) {
+          this.countSubOperations(r.command);
+          await this.send(msg.contextId, r.command, r.identifier);
+        }
       })
       .catch((err: unknown) => {
         if (!this.ended.signal.aborted) {
@@ -224,7 +249,30 @@ export class Acceptor {
       });
   }
 
-  private async perform(ctx: OperationContext, msg: IncomingMessage, presentation: AcceptedContext): Promise<AsyncIterable<{ command: CommandSet; identifier?: Buffer }>> {
+  /** A response from the peer: only the C-STORE-RSP of a C-GET sub-operation is expected. */
+  private onResponse(msg: IncomingMessage): void {
+    msg.dataSet?.resume();
+    const { command } = msg;
+    const id = command.messageIdBeingRespondedTo;
+    const waiter = command.commandField === CommandField.C_STORE_RSP && id !== undefined ? this.awaitingResponse.get(id) : undefined;
+    if (waiter === undefined) {
+      this.deps.logger.debug({ callingAe: this.rq?.callingAe, commandField: command.commandField, messageIdBeingRespondedTo: id }, 'unexpected DIMSE response ignored');
+      return;
+    }
+    this.awaitingResponse.delete(id as number);
+    waiter.resolve(command);
+  }
+
+  /** Final C-MOVE/C-GET responses carry the sub-operation counts: summed for the log line. */
+  private countSubOperations(command: CommandSet): void {
+    if (command.commandField !== CommandField.C_MOVE_RSP && command.commandField !== CommandField.C_GET_RSP) return;
+    if (command.status === Status.PENDING) return;
+    this.subOperations.completed += command.numberOfCompletedSuboperations ?? 0;
+    this.subOperations.failed += command.numberOfFailedSuboperations ?? 0;
+    this.subOperations.warning += command.numberOfWarningSuboperations ?? 0;
+  }
+
+  private async perform(ctx: OperationContext, msg: IncomingMessage, presentation: AcceptedContext, signals: RetrieveSignals): Promise<AsyncIterable<Response>> {
     const { command } = msg;
     const one = (c: CommandSet): AsyncIterable<{ command: CommandSet }> => (async function* () {
       yield { command: c };
@@ -236,6 +284,12 @@ export class Acceptor {
       case CommandField.C_STORE_RQ: {
         if (presentation.kind !== 'storage' || msg.dataSet === undefined) break;
         this.operations.store++;
+        if (presentation.requestorScu === false) {
+          // Accepted for the requestor's C-GET only (SCP role): it may not store here.
+          msg.dataSet.resume();
+          this.operations.storeFailed++;
+          return one(refusedStore(command));
+        }
         const r = await handleStore(this.deps.archive, ctx, command, msg.dataSet);
         if (r.response.status !== Status.SUCCESS) this.operations.storeFailed++;
         ctx.logger.debug({ callingAe: ctx.callingAe, sopInstanceUid: r.sopInstanceUid, status: r.response.status, bytes: r.bytes }, 'C-STORE');
@@ -246,6 +300,18 @@ export class Acceptor {
         this.operations.find++;
         const identifier = await collect(msg.dataSet, MAX_IDENTIFIER_LENGTH);
         return this.deps.find(ctx, command, identifier);
+      }
+      case CommandField.C_MOVE_RQ: {
+        if (presentation.kind !== 'move' || msg.dataSet === undefined || this.deps.move === undefined) break;
+        this.operations.move++;
+        const identifier = await collect(msg.dataSet, MAX_IDENTIFIER_LENGTH);
+        return this.deps.move(ctx, command, identifier, signals);
+      }
+      case CommandField.C_GET_RQ: {
+        if (presentation.kind !== 'get' || msg.dataSet === undefined || this.deps.get === undefined) break;
+        this.operations.get++;
+        const identifier = await collect(msg.dataSet, MAX_IDENTIFIER_LENGTH);
+        return this.deps.get(ctx, command, identifier, this.getIo(signals));
       }
     }
     if (msg.dataSet) msg.dataSet.resume();
@@ -258,6 +324,99 @@ export class Acceptor {
     if (dataSet !== undefined) for (const pdu of fragmentPdus(contextId, false, dataSet, max)) await this.ul.sendPData(pdu);
   }
 
+  /** What a C-GET handler may do on this association: send C-STORE-RQs on the storage contexts the requestor serves. */
+  private getIo(signals: RetrieveSignals): GetIo {
+    const storageContexts = [...(this.negotiated?.contexts.values() ?? [])].filter((c) => c.kind === 'storage' && c.requestorScp === true);
+    return {
+      ...signals,
+      storageContexts,
+      nextMessageId: () => {
+        this.subMessageId = (this.subMessageId % 0xffff) + 1;
+        return this.subMessageId;
+      },
+      store: (contextId, command, dataSet) => this.subStore(contextId, command, dataSet),
+    };
+  }
+
+  /**
+   * A C-STORE-RQ of a C-GET sub-operation, its data set streamed, then its C-STORE-RSP (routed by
+   * onResponse). A data set that cannot be completed, or no response within the DIMSE timeout,
+   * leaves the association unusable: it is aborted.
+   */
+  private async subStore(contextId: number, command: CommandSet, dataSet: AsyncIterable<Uint8Array>): Promise<CommandSet> {
+    const id = command.messageId;
+    if (id === undefined) throw new Error('C-STORE-RQ without Message ID');
+    if (this.ended.signal.aborted) throw new Error('association ended');
+    let settle: { resolve: (c: CommandSet) => void; reject: (e: Error) => void } | undefined;
+    const response = new Promise<CommandSet>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    response.catch(() => {});
+    this.awaitingResponse.set(id, settle as { resolve: (c: CommandSet) => void; reject: (e: Error) => void });
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await this.send(contextId, command);
+      try {
+        await this.sendDataSet(contextId, dataSet);
+      } catch (err) {
+        if (!this.ended.signal.aborted) {
+          this.endDetail ??= 'C-GET sub-operation data set could not be completed';
+          this.ul.abort(undefined, 'C-GET sub-operation data set could not be completed');
+        }
+        throw err;
+      }
+      const timeoutMs = this.deps.policy.timeoutSecs * 1000;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          if (!this.ended.signal.aborted) {
+            this.endDetail ??= 'no C-STORE-RSP within the DIMSE timeout';
+            this.ul.abort(undefined, 'no C-STORE-RSP within the DIMSE timeout');
+          }
+          reject(new Error('no C-STORE-RSP within the DIMSE timeout'));
+        }, timeoutMs);
+      });
+      timeout.catch(() => {});
+      return await Promise.race([response, timeout]);
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+      this.awaitingResponse.delete(id);
+    }
+  }
+
+  /**
+   * A data set from its source into P-DATA-TF PDUs of one PDV each, at most the peer's maximum
+   * length, the last one marked so; each PDU waits for the socket (backpressure), so the source is
+   * read only as fast as the peer takes it.
+   */
+  private async sendDataSet(contextId: number, source: AsyncIterable<Uint8Array>): Promise<void> {
+    // A peer that stops reading would hold the association (and the blob stream) forever.
+    const timeoutMs = this.deps.policy.timeoutSecs * 1000;
+    let progress = Date.now();
+    const watchdog = setInterval(() => {
+      if (Date.now() - progress < timeoutMs || this.ended.signal.aborted) return;
+      this.endDetail ??= 'peer stopped reading a C-GET sub-operation data set';
+      this.ul.abort(undefined, 'peer stopped reading');
+      this.ul.destroy();
+    }, Math.max(50, Math.min(1000, Math.floor(timeoutMs / 4))));
+    watchdog.unref();
+    try {
+      await sendDataSetPdus(
+        contextId,
+        source,
+        this.negotiated?.peerMaxLength ?? 0,
+        async (pdu) => {
+          await this.ul.sendPData(pdu);
+          progress = Date.now();
+        },
+        () => {
+          if (this.ended.signal.aborted) throw new Error('association ended');
+        },
+      );
+    } finally {
+      clearInterval(watchdog);
+    }
+  }
+
   private onAbort(a: AbortIndication): void {
     this.ending = 'aborted';
     this.endDetail ??= a.detail;
@@ -268,6 +427,10 @@ export class Acceptor {
     if (this.idle !== undefined) clearTimeout(this.idle);
     this.ended.abort();
     this.assembler.close(reason);
+    for (const [id, waiter] of this.awaitingResponse) {
+      this.awaitingResponse.delete(id);
+      waiter.reject(new Error(reason));
+    }
   }
 
   private onClosed(): void {
@@ -288,6 +451,7 @@ export class Acceptor {
         ...(this.endDetail !== undefined ? { detail: this.endDetail } : {}),
         contexts,
         operations: this.operations,
+        ...(this.operations.move + this.operations.get > 0 ? { subOperations: this.subOperations } : {}),
         bytesIn: this.ul.bytesIn,
         bytesOut: this.ul.bytesOut,
         durationMs: Date.now() - this.startedAt,
@@ -296,6 +460,19 @@ export class Acceptor {
     );
     this.markClosed();
   }
+}
+
+/** C-STORE-RSP 0124: the requestor was not accepted as storage SCU on this context. */
+function refusedStore(req: CommandSet): CommandSet {
+  return {
+    commandField: CommandField.C_STORE_RSP,
+    commandDataSetType: NO_DATA_SET,
+    ...(req.affectedSopClassUid !== undefined ? { affectedSopClassUid: req.affectedSopClassUid } : {}),
+    ...(req.affectedSopInstanceUid !== undefined ? { affectedSopInstanceUid: req.affectedSopInstanceUid } : {}),
+    ...(req.messageId !== undefined ? { messageIdBeingRespondedTo: req.messageId } : {}),
+    status: Status.NOT_AUTHORIZED,
+    errorComment: 'storage SCU role not accepted on this context',
+  };
 }
 
 function unrecognized(req: CommandSet): CommandSet {

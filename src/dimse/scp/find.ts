@@ -73,7 +73,7 @@ function isPersonName(v: DicomJsonValue): v is PersonName {
 }
 
 /** A key's value as QIDO text: values joined with `\` (UID lists, multiple CS values), PN as `A=I=P`. */
-function keyText(el: DicomJsonElement): string {
+export function keyText(el: DicomJsonElement): string {
   return (el.Value ?? [])
     .map((v) => (v === null ? '' : isPersonName(v) ? personNameString(v) : typeof v === 'object' ? '' : String(v)))
     .join('\\');
@@ -90,7 +90,7 @@ function sequenceHasValue(el: DicomJsonElement): boolean {
   return false;
 }
 
-interface Plan {
+export interface Plan {
   level: QueryLevel;
   levelText: string;
   studyUid?: string;
@@ -102,7 +102,7 @@ interface Plan {
   unsupportedMatching: boolean;
 }
 
-class IdentifierError extends Error {
+export class IdentifierError extends Error {
   constructor(
     readonly status: number,
     message: string,
@@ -114,7 +114,7 @@ class IdentifierError extends Error {
 }
 
 /** The identifier as DICOM JSON: wrapped in a File Meta naming the context's transfer syntax. */
-function decodeIdentifier(identifier: Buffer, ctx: OperationContext, defaultCharacterSet: string): DicomJsonDataset {
+export function decodeIdentifier(identifier: Buffer, ctx: OperationContext, defaultCharacterSet: string): DicomJsonDataset {
   const meta = encodeFileMeta({ sopClassUid: ctx.presentation.abstractSyntax, sopInstanceUid: '2.25.0', transferSyntaxUid: ctx.presentation.transferSyntax });
   try {
     const parsed = readPart10HeaderFromBuffer(Buffer.concat([meta, identifier]), {
@@ -130,7 +130,7 @@ function decodeIdentifier(identifier: Buffer, ctx: OperationContext, defaultChar
   }
 }
 
-function plan(ds: DicomJsonDataset, sopClassUid: string): Plan {
+export function plan(ds: DicomJsonDataset, sopClassUid: string): Plan {
   const levelEl = ds[QUERY_RETRIEVE_LEVEL];
   const levelText = levelEl ? keyText(levelEl).trim().toUpperCase() : '';
   const level = LEVELS[sopClassUid]?.[levelText];
@@ -176,7 +176,7 @@ function plan(ds: DicomJsonDataset, sopClassUid: string): Plan {
 }
 
 /** The tag to name in Offending Element for a key the archive reported (a tag, or a scope keyword). */
-function offendingTag(key: string | undefined): Tag | undefined {
+export function offendingTag(key: string | undefined): Tag | undefined {
   if (key === undefined) return undefined;
   if (/^[0-9A-Fa-f]{8}$/.test(key)) return key.toUpperCase();
   if (key === 'StudyInstanceUID') return '0020000D';

@@ -14,11 +14,9 @@ import type { Logger } from '../../archive/context.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from '../../dicom/uids.js';
 import { MessageAssembler } from '../message/assembler.js';
 import { encodeCommandSet, type CommandSet } from '../message/command.js';
-import { fragmentPdus, maxFragmentLength } from '../message/fragment.js';
-import { PDU_HEADER_LENGTH, PDV_HEADER_LENGTH } from '../pdu/codec.js';
+import { fragmentPdus, sendDataSetPdus } from '../message/fragment.js';
 import {
   DICOM_APPLICATION_CONTEXT,
-  PduType,
   PresentationResult,
   emptyUserInformation,
   type AssociateAc,
@@ -210,47 +208,20 @@ export class ScuAssociation {
    * peer's maximum length; the last one is marked so. Resolves with the number of bytes sent.
    */
   async sendDataSet(contextId: number, source: Uint8Array | AsyncIterable<Uint8Array>, onBytes?: (n: number) => void): Promise<number> {
-    const max = maxFragmentLength(this.peerMaxLength);
-    const headerLength = PDU_HEADER_LENGTH + PDV_HEADER_LENGTH;
     let total = 0;
-    let pdu: Buffer | undefined;
-    let fill = 0;
-    const flush = async (last: boolean): Promise<void> => {
-      const out = (pdu ?? Buffer.allocUnsafe(headerLength)).subarray(0, headerLength + fill);
-      out.writeUInt8(PduType.P_DATA_TF, 0);
-      out.writeUInt8(0, 1);
-      out.writeUInt32BE(PDV_HEADER_LENGTH + fill, 2);
-      out.writeUInt32BE(2 + fill, 6);
-      out.writeUInt8(contextId, 10);
-      out.writeUInt8(last ? 2 : 0, 11);
-      pdu = undefined;
-      const n = fill;
-      fill = 0;
-      await this.ul.sendPData(out);
-      this.lastActivity = Date.now();
-      total += n;
-      onBytes?.(n);
-    };
-    const push = async (chunk: Uint8Array): Promise<void> => {
-      let o = 0;
-      while (o < chunk.length) {
-        if (pdu !== undefined && fill === max) await flush(false);
-        this.throwIfFailed();
-        if (pdu === undefined) {
-          pdu = Buffer.allocUnsafe(headerLength + max);
-          fill = 0;
-        }
-        const k = Math.min(max - fill, chunk.length - o);
-        pdu.set(chunk.subarray(o, o + k), headerLength + fill);
-        fill += k;
-        o += k;
-      }
-    };
     await this.serialized(() =>
       this.guardedSend(async () => {
-        if (source instanceof Uint8Array) await push(source);
-        else for await (const chunk of source) await push(chunk);
-        await flush(true);
+        total = await sendDataSetPdus(
+          contextId,
+          source,
+          this.peerMaxLength,
+          async (pdu, n) => {
+            await this.ul.sendPData(pdu);
+            this.lastActivity = Date.now();
+            onBytes?.(n);
+          },
+          () => this.throwIfFailed(),
+        );
       }),
     );
     return total;

@@ -3,16 +3,20 @@
  * 128 presentation contexts are needed, or when a broken source forced an abort). Proposed per
  * SOP class: the transfer syntax of each source alone, and {Explicit VR LE, Implicit VR LE}. An
  * instance goes out on a context that accepted its own syntax, its data set bytes exactly as they
- * follow the File Meta, streamed from the source. An instance whose syntax no context accepted
- * fails locally (re-encoding between syntaxes is not done yet).
+ * follow the File Meta, streamed from the source. When only another native syntax was accepted,
+ * the data set is re-encoded on the fly (dicom/reencode.ts: Implicit/Explicit VR LE, Explicit VR
+ * BE and Deflated to a little-endian native syntax); otherwise (a compressed syntax refused) the
+ * instance fails locally - nothing is transcoded. Also the C-STORE side of C-MOVE sub-operations
+ * (Move Originator AE Title / Message ID, a stop between instances on C-CANCEL).
  */
 import { stat } from 'node:fs/promises';
 import type { Logger } from '../../archive/context.js';
+import { canReencode, reencodeDataSet } from '../../dicom/reencode.js';
 import { EXPLICIT_VR_LE, IMPLICIT_VR_LE } from '../../dicom/transfer-syntax.js';
 import { CommandField, DATA_SET_PRESENT, Priority } from '../message/command.js';
 import { Status } from '../message/status.js';
 import type { PresentationContextRq } from '../pdu/types.js';
-import { ScuAssociation, type ScuTarget } from './association.js';
+import { ScuAssociation, type AcceptedPresentationContext, type ScuTarget } from './association.js';
 import { isScuError } from './errors.js';
 import { fileSource, openPart10, readFileMeta } from './part10.js';
 
@@ -40,6 +44,8 @@ export interface StoreInstanceResult {
   sopClassUid?: string;
   transferSyntaxUid?: string;
   outcome: StoreOutcome;
+  /** The transfer syntax the data set was sent in, when it was re-encoded from transferSyntaxUid. */
+  sentTransferSyntaxUid?: string;
   /** The C-STORE-RSP status; absent when the instance was not sent (local failure). */
   status?: number;
   /** Why it failed locally, or the peer's Error Comment. */
@@ -64,7 +70,12 @@ export interface StoreProgress {
 
 export interface StoreOptions {
   onProgress?: (progress: StoreProgress) => void;
+  /** Aborts at once: the instance in flight is abandoned (A-ABORT), the rest not sent. */
   signal?: AbortSignal;
+  /** Stops between instances: the one in flight completes, the association is released (C-CANCEL of a C-MOVE). */
+  stopSignal?: AbortSignal;
+  /** C-MOVE sub-operations: Move Originator AE Title (0000,1030) and Message ID (0000,1031) of each C-STORE-RQ. */
+  moveOriginator?: { aeTitle: string; messageId: number };
 }
 
 export interface StoreResult {
@@ -75,7 +86,7 @@ export interface StoreResult {
   failed: number;
   bytesSent: number;
   durationMs: number;
-  /** The signal fired: instances after the one in flight were not sent (they count as neither done nor failed). */
+  /** A signal fired: instances after the one in flight were not sent (they count as neither done nor failed). */
   cancelled: boolean;
 }
 
@@ -180,7 +191,7 @@ function batches(items: readonly Prepared[]): Prepared[][] {
 
 export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources: readonly StoreSource[], options: StoreOptions = {}): Promise<StoreResult> {
   const started = Date.now();
-  const { signal, onProgress } = options;
+  const { signal, stopSignal, onProgress, moveOriginator } = options;
   const prepared = await prepare(sources);
   const sizes = prepared.map((p) => p.item?.size);
   const totalBytes = sizes.every((s) => s !== undefined) ? sizes.reduce<number>((a, b) => a + (b ?? 0), 0) : undefined;
@@ -188,6 +199,8 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
   const counts = { completed: 0, warning: 0, failed: 0 };
   let bytesSent = 0;
   let cancelled = false;
+  /** Stopped by stopSignal: the association is released, not aborted. */
+  let stopped = false;
 
   const progress = (result?: StoreInstanceResult): void => {
     if (!onProgress) return;
@@ -225,8 +238,9 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
     try {
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i] as Prepared;
-        if (signal?.aborted) {
+        if (signal?.aborted || stopSignal?.aborted) {
           cancelled = true;
+          stopped = signal?.aborted !== true;
           break;
         }
         if (!p.item) {
@@ -245,7 +259,7 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
             break;
           }
         }
-        const r = await sendOne(assoc, p.item, p.label, (n) => {
+        const r = await sendOne(assoc, p.item, p.label, moveOriginator, (n) => {
           bytesSent += n;
         }, progress);
         if (r === 'cancelled') {
@@ -259,7 +273,7 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
       else throw err;
     } finally {
       if (assoc && !assoc.closed) {
-        if (cancelled) assoc.abort('cancelled');
+        if (cancelled && !stopped) assoc.abort('cancelled');
         else await assoc.release();
       }
     }
@@ -268,11 +282,31 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
   return { results, total: prepared.length, ...counts, bytesSent, durationMs: Date.now() - started, cancelled };
 }
 
+/** Whether data sets in `from` can go out on a context that accepted `to` (unchanged, or re-encoded). */
+function sendable(from: string, to: string): boolean {
+  return from === to || canReencode(from, to);
+}
+
+/**
+ * The context an instance goes out on: one that accepted its own syntax (bytes unchanged), else
+ * one whose syntax it can be re-encoded to, Explicit VR LE before Implicit VR LE.
+ */
+function contextForInstance(assoc: ScuAssociation, sopClassUid: string, ts: string): AcceptedPresentationContext | undefined {
+  const exact = assoc.contextFor(sopClassUid, [ts]);
+  if (exact) return exact;
+  for (const target of NATIVE_LE) {
+    const c = assoc.contextFor(sopClassUid, [target]);
+    if (c && sendable(ts, c.transferSyntax)) return c;
+  }
+  return undefined;
+}
+
 /** One C-STORE on an open association. Association-level trouble is reported as this instance's failure. */
 async function sendOne(
   assoc: ScuAssociation,
   item: StoreItem,
   label: string,
+  moveOriginator: StoreOptions['moveOriginator'],
   addBytes: (n: number) => void,
   progress: () => void,
 ): Promise<StoreInstanceResult | 'cancelled'> {
@@ -286,15 +320,18 @@ async function sendOne(
   }
   const { meta } = opened;
   const ident = { ...base, sopInstanceUid: meta.sopInstanceUid, sopClassUid: meta.sopClassUid, transferSyntaxUid: meta.transferSyntaxUid };
-  const ctx = assoc.contextFor(meta.sopClassUid, [meta.transferSyntaxUid]);
+  const ctx = contextForInstance(assoc, meta.sopClassUid, meta.transferSyntaxUid);
   if (!ctx) {
     await opened.close().catch(() => {});
     const anyContext = assoc.contextFor(meta.sopClassUid);
     const error = anyContext
-      ? `transfer syntax ${meta.transferSyntaxUid} not accepted (peer chose ${anyContext.transferSyntax}; re-encoding is not supported)`
+      ? `transfer syntax ${meta.transferSyntaxUid} not accepted (peer chose ${anyContext.transferSyntax}; no transcoding of compressed syntaxes)`
       : `SOP class ${meta.sopClassUid} not accepted by the peer`;
     return { ...ident, outcome: 'failure', error, bytes: 0 };
   }
+  const reencoded = ctx.transferSyntax !== meta.transferSyntaxUid;
+  const dataSet = reencoded ? reencodeDataSet(opened.dataset, meta.transferSyntaxUid, ctx.transferSyntax) : opened.dataset;
+  const sent = reencoded ? { sentTransferSyntaxUid: ctx.transferSyntax } : {};
   const messageId = assoc.nextMessageId();
   let bytes = 0;
   let sinceReport = 0;
@@ -306,8 +343,9 @@ async function sendOne(
       affectedSopInstanceUid: meta.sopInstanceUid,
       messageId,
       priority: Priority.MEDIUM,
+      ...(moveOriginator ? { moveOriginatorAeTitle: moveOriginator.aeTitle, moveOriginatorMessageId: moveOriginator.messageId } : {}),
     });
-    await assoc.sendDataSet(ctx.id, opened.dataset, (n) => {
+    await assoc.sendDataSet(ctx.id, dataSet, (n) => {
       bytes += n;
       addBytes(n);
       sinceReport += n;
@@ -319,15 +357,15 @@ async function sendOne(
     const rsp = await assoc.receive();
     if (rsp.command.commandField !== CommandField.C_STORE_RSP || rsp.command.messageIdBeingRespondedTo !== messageId) {
       assoc.abort('unexpected response');
-      return { ...ident, outcome: 'failure', error: `unexpected response 0x${rsp.command.commandField.toString(16)} to C-STORE`, bytes };
+      return { ...ident, ...sent, outcome: 'failure', error: `unexpected response 0x${rsp.command.commandField.toString(16)} to C-STORE`, bytes };
     }
     const status = rsp.command.status ?? Status.PROCESSING_FAILURE;
-    const result: StoreInstanceResult = { ...ident, outcome: outcomeOf(status), status, bytes };
+    const result: StoreInstanceResult = { ...ident, ...sent, outcome: outcomeOf(status), status, bytes };
     if (rsp.command.errorComment) result.error = rsp.command.errorComment;
     return result;
   } catch (err) {
     if (isScuError(err) && err.code === 'CANCELLED') return 'cancelled';
-    return { ...ident, outcome: 'failure', error: err instanceof Error ? err.message : String(err), bytes };
+    return { ...ident, ...sent, outcome: 'failure', error: err instanceof Error ? err.message : String(err), bytes };
   } finally {
     await opened.close().catch(() => {});
   }
