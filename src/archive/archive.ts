@@ -13,6 +13,7 @@ import { errorMessage, ingestInstance, type IngestInput } from './ingest/ingest.
 import type { IngestOutcome } from './ingest/outcome.js';
 import { buildQuery, type QueryParams } from './query/build-query.js';
 import { buildResultDatasets, type ResultOptions } from './query/results.js';
+import { createCountMemo } from './query/count-memo.js';
 import { collectGarbage, type GcResult } from './remove/gc.js';
 import { locate, locateFrames, openBulkdata, type BulkValue, type FramePart, type LocatedInstance } from './retrieve/retrieve.js';
 
@@ -94,6 +95,7 @@ export function createArchive(deps: ArchiveDeps): Archive {
     return { row, header };
   };
 
+  const counts = createCountMemo(metadata);
   const browse = createBrowse({ metadata, policy, now: deps.now ?? (() => new Date()) });
 
   const archive: Archive = {
@@ -112,7 +114,7 @@ export function createArchive(deps: ArchiveDeps): Archive {
       const more = rows.rows.length > query.limit;
       if (more) rows.rows.length = query.limit;
       const datasets = buildResultDatasets(query, rows, input);
-      const remaining = more ? Math.max(1, (await metadata.count(query)) - query.offset - datasets.length) : 0;
+      const remaining = more ? Math.max(1, (await counts.count(query)) - query.offset - datasets.length) : 0;
       return { query, datasets, remaining };
     },
     async locate(ctx, scope, options) {

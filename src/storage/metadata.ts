@@ -279,6 +279,8 @@ export interface MetadataStore {
   /** The subset of `keys` referenced by an instance row. */
   referencedBlobKeys(keys: string[]): Promise<Set<string>>;
   changes(options: { since?: number; limit?: number }): Promise<ChangeRow[]>;
+  /** The highest `changes` seq (0 when none): it grows with every commit that changes the index. */
+  lastChangeSeq(): Promise<number>;
   /** Number of `changes` rows of kind `stored`/`replaced` at or after `since`. */
   countChangesSince(since: Date, kinds: ChangeKind[]): Promise<number>;
   statistics(): Promise<StoreStatistics>;

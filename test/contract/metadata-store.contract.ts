@@ -412,6 +412,9 @@ export function metadataStoreContract(name: string, factory: () => Promise<Metad
         assert.equal(await store.countChangesSince(before, ['stored', 'replaced']) >= 3, true);
         assert.equal(await store.countChangesSince(new Date(Date.now() + 60_000), ['stored', 'replaced', 'deleted']), 0);
         assert.equal(await store.countChangesSince(before, []), 0);
+        // lastChangeSeq is the seq of the last row (the count memo's invalidation key).
+        const all = await store.changes({ since: seq0, limit: 100_000 });
+        assert.equal(await store.lastChangeSeq(), all[all.length - 1]?.seq);
       });
 
       it('removing a study appends one study-level deleted row', async () => {

@@ -189,6 +189,34 @@ function existsBelow(anchor: QueryLevel, target: QueryLevel, cond: (alias: strin
   return sql<SqlBool>`EXISTS (SELECT 1 FROM ${fromClause} WHERE ${sql.ref(`${alias(first)}.${PARENT_FK[first]}`)} = ${sql.ref(`${ALIAS[anchor]}.id`)} AND ${cond(alias(target))})`;
 }
 
+/** Whose header a non-indexed attribute is matched on at query level `level` (dicom/levels.ts). */
+function headerOwner(level: QueryLevel, tag: string): QueryLevel {
+  if (level === 'instance') return 'instance';
+  const info = informationLevel(tag);
+  if (info === 'patient') return level === 'patient' ? 'patient' : 'study';
+  return info;
+}
+
+/**
+ * The levels whose tables a query's conditions refer to (beside its own): only they need joining
+ * in a count or a study search (every row has its parents — the foreign keys are NOT NULL).
+ */
+function referencedLevels(query: Query): Set<QueryLevel> {
+  const levels = new Set<QueryLevel>([query.level]);
+  const refer = (l: QueryLevel): void => {
+    // A level at or above the query's is joined; a lower one is reached by EXISTS from the row itself.
+    if (levelIncludes(query.level, l)) levels.add(l);
+  };
+  if (query.studyUid !== undefined) refer('study');
+  if (query.seriesUid !== undefined) refer('series');
+  for (const c of query.constraints) {
+    const tag = c.tag.toUpperCase();
+    if (tag === MODALITIES_IN_STUDY) refer(query.level === 'patient' ? 'patient' : 'study');
+    else refer(indexedAttribute(tag)?.level ?? headerOwner(query.level, tag));
+  }
+  return levels;
+}
+
 function constraintCondition(level: QueryLevel, c: Constraint, dialect: Dialect): RawBuilder<SqlBool> | undefined {
   const tag = c.tag.toUpperCase();
   if (tag === MODALITIES_IN_STUDY) {
@@ -213,8 +241,7 @@ function constraintCondition(level: QueryLevel, c: Constraint, dialect: Dialect)
   // attribute belongs to (dicom/levels.ts: patient, study and series rows keep only their own
   // levels' attributes; instance headers are complete). An attribute of a lower level than the
   // query's matches when any record below matches, like the indexed ones.
-  const info = informationLevel(tag);
-  const owner: QueryLevel = level === 'instance' ? 'instance' : info === 'patient' ? (level === 'patient' ? 'patient' : 'study') : info;
+  const owner = headerOwner(level, tag);
   const onHeader = (header: string): RawBuilder<SqlBool> | undefined =>
     valueCondition(sql`COALESCE(${dialect.jsonFirstValueText(header, tag, 'Alphabetic')}, ${dialect.jsonFirstValueText(header, tag)})`, 'json', c, dialect);
   if (levelIncludes(level, owner)) return onHeader(`${ALIAS[owner]}.header`);
@@ -317,24 +344,36 @@ export function selectInstances(db: Kysely<IndexDatabase>, dialect: Dialect, que
 export function countMatches(db: Kysely<IndexDatabase>, dialect: Dialect, query: Query) {
   const where = compileWhere(query, dialect);
   const n = sql<number | string>`COUNT(*)`.as('n');
+  // Only the parents a condition refers to are joined: the count needs no other, and a join over
+  // every study or patient is what made broad counts slow (the foreign keys are NOT NULL, so a
+  // join never removes a row).
+  const need = referencedLevels(query);
+  const p = need.has('patient');
+  const st = p || need.has('study');
+  const se = st || need.has('series');
   switch (query.level) {
     case 'patient':
       return db.selectFrom('patients as p').where(where).select(n);
     case 'study':
-      return db.selectFrom('studies as st').innerJoin('patients as p', 'p.id', 'st.patient_fk').where(where).select(n);
+      return db
+        .selectFrom('studies as st')
+        .$if(p, (b) => b.innerJoin('patients as p', 'p.id', 'st.patient_fk'))
+        .where(where)
+        .select(n);
     case 'series':
       return db
         .selectFrom('series as se')
-        .innerJoin('studies as st', 'st.id', 'se.study_fk')
-        .innerJoin('patients as p', 'p.id', 'st.patient_fk')
+        .$if(st, (b) => b.innerJoin('studies as st', 'st.id', 'se.study_fk').$if(p, (c) => c.innerJoin('patients as p', 'p.id', 'st.patient_fk')))
         .where(where)
         .select(n);
     case 'instance':
       return db
         .selectFrom('instances as i')
-        .innerJoin('series as se', 'se.id', 'i.series_fk')
-        .innerJoin('studies as st', 'st.id', 'se.study_fk')
-        .innerJoin('patients as p', 'p.id', 'st.patient_fk')
+        .$if(se, (b) =>
+          b
+            .innerJoin('series as se', 'se.id', 'i.series_fk')
+            .$if(st, (c) => c.innerJoin('studies as st', 'st.id', 'se.study_fk').$if(p, (d) => d.innerJoin('patients as p', 'p.id', 'st.patient_fk'))),
+        )
         .where(where)
         .select(n);
   }

@@ -596,6 +596,11 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
         at: dialect.fromDbTime(r.at),
       }));
     },
+    lastChangeSeq: async () => {
+      const row = await db.selectFrom('changes').select(sql<number | string | null>`MAX(seq)`.as('seq')).executeTakeFirst();
+      return num(row?.seq ?? 0);
+    },
+
     countChangesSince: async (since, kinds) => {
       if (kinds.length === 0) return 0;
       const row = await statisticsQueries(db, dialect, { since, kinds }).changesSince.executeTakeFirst();
