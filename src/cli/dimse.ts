@@ -6,7 +6,9 @@
 //   pacsnode get   [NODE] --level STUDY --study UID [--series UID] [--sop UID...] [--output DIR]
 // The peer is a registered node (looked up in the node store of the configured database) or
 // given by --host/--port/--aec; options given override the node's. Our AE title defaults to
-// server.ae_title, timeouts to server.dimse_timeout_secs.
+// server.ae_title, timeouts to server.dimse_timeout_secs. `get` sends a C-FIND at IMAGE level first
+// to learn the SOP classes that will come (dimse/scu planGet: their storage contexts, one per
+// compressed transfer syntax), falling back to the default contexts without an answer.
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -377,7 +379,12 @@ export const registerDimseCommands: CommandRegistrar = (program: Command, ctx: C
       const { scu, target } = await resolvePeer(ctx, opts, globalConfig(), nodeArg);
       const dir = path.resolve(io.cwd, opts.output);
       await mkdir(dir, { recursive: true });
-      const r = await runRetrieve(ctx, opts, (o) => scu.get(target, request, { ...o, sink: directorySink(dir) }));
+      const r = await runRetrieve(ctx, opts, async (o) => {
+        // A C-FIND first: the SOP classes that will come, each with a context per compressed
+        // syntax (the SCP accepts one syntax per context); the default list if it finds nothing.
+        const plan = await scu.planGet(target, request, { signal: o.signal });
+        return scu.get(target, request, { ...o, sink: directorySink(dir), ...(plan.storageContexts ? { storageContexts: plan.storageContexts } : {}) });
+      });
       const done = r.completed + r.warning + r.failed;
       const seconds = Math.max(0.001, r.durationMs / 1000);
       io.stdout(

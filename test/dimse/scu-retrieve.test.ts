@@ -8,12 +8,12 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { EXPLICIT_VR_LE, IMPLICIT_VR_LE, JPEG_BASELINE } from '../../src/dicom/transfer-syntax.js';
+import { EXPLICIT_VR_LE, IMPLICIT_VR_LE, JPEG_2000_LOSSLESS, JPEG_BASELINE, JPEG_LOSSLESS_SV1, RLE_LOSSLESS } from '../../src/dicom/transfer-syntax.js';
 import { generateUid } from '../../src/dicom/uids.js';
 import { CommandField, decodeCommandSet } from '../../src/dimse/message/command.js';
 import { Status } from '../../src/dimse/message/status.js';
 import { createScu, DEFAULT_GET_STORAGE_CONTEXTS, ScuError, type GetSink, type RetrieveProgress, type RetrievedInstanceResult } from '../../src/dimse/scu/index.js';
-import { COMPRESSED_TRANSFER_SYNTAXES, getContexts } from '../../src/dimse/scu/get.js';
+import { COMPRESSED_TRANSFER_SYNTAXES, getContexts, planGetStorageContexts } from '../../src/dimse/scu/get.js';
 import { retrieveIdentifier } from '../../src/dimse/scu/move.js';
 import { writePart10 } from '../../src/dicom/writer.js';
 import { datasetElements, generateCorpus, PATIENTS, simpleInstance, SOP_CLASS, type Corpus, type CorpusFile } from '../helpers/corpus.js';
@@ -201,7 +201,8 @@ describe('C-MOVE and C-GET SCU', () => {
       for (const sop of Object.values(SOP_CLASS)) assert.ok(storageClasses.has(sop), sop);
       const ct = contexts.filter((c) => c.abstractSyntax === SOP_CLASS.CT);
       assert.deepEqual(ct[0]?.transferSyntaxes, [EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
-      assert.ok(ct[1]?.transferSyntaxes.includes(JPEG_BASELINE));
+      // The SCP accepts one syntax per context: each compressed syntax has a context of its own.
+      assert.deepEqual(ct.slice(1).map((c) => c.transferSyntaxes), [[JPEG_BASELINE], [JPEG_LOSSLESS_SV1], [RLE_LOSSLESS], [JPEG_2000_LOSSLESS]]);
       assert.throws(() => getContexts('1.2', Array.from({ length: 128 }, () => ({ sopClassUid: SOP_CLASS.CT, transferSyntaxes: [EXPLICIT_VR_LE] }))), /at most 127/);
     });
   });
@@ -439,14 +440,19 @@ describe('C-MOVE and C-GET SCU', () => {
       }
     });
 
-    it('takes compressed instances unchanged on a context proposing the compressed syntaxes', async () => {
-      // dcmqrscp sends on the first context it accepted for the SOP class, so propose only the
-      // compressed one for these classes (+xy: dcmqrscp accepts JPEG baseline for storage).
+    it('takes compressed instances unchanged on the context of their syntax among one context per compressed syntax', async () => {
+      // The plan for these classes when the peer names no syntax: a context per compressed syntax.
+      // dcmqrscp (+xy) accepts JPEG baseline among them and sends on the first context it accepted
+      // for the SOP class — natively, failing, when a native context comes first (as in the full plan
+      // and the default list: dcmqrscp cannot decompress) — so the native contexts are left out here.
       const jpegs = corpus.files.filter((f) => f.transferSyntax === JPEG_BASELINE);
       assert.ok(jpegs.length >= 2);
       const jqr = await startRetrieveScp({ files: jpegs, aeTitle: 'JPEGQR', extra: ['+xy'] });
       try {
-        const storageContexts = [...new Set(jpegs.map((f) => f.sopClassUid))].map((sopClassUid) => ({ sopClassUid, transferSyntaxes: COMPRESSED_TRANSFER_SYNTAXES }));
+        const classes = [...new Set(jpegs.map((f) => f.sopClassUid))].map((sopClassUid) => ({ sopClassUid, instances: 1 }));
+        const storageContexts = planGetStorageContexts(classes).filter((c) => !c.transferSyntaxes.includes(EXPLICIT_VR_LE));
+        assert.equal(storageContexts.length, classes.length * COMPRESSED_TRANSFER_SYNTAXES.length);
+        assert.ok(storageContexts.every((c) => c.transferSyntaxes.length === 1));
         for (const f of jpegs) {
           const { sink, received } = memorySink();
           const r = await scu.get({ host: '127.0.0.1', port: jqr.port, calledAe: 'JPEGQR' }, { level: 'IMAGE', studyUid: f.studyUid, seriesUid: f.seriesUid, sopUids: [f.sopUid] }, { sink, storageContexts });
@@ -458,6 +464,22 @@ describe('C-MOVE and C-GET SCU', () => {
         }
       } finally {
         await jqr.stop();
+      }
+    });
+
+    it('planGet: dcmqrscp refuses the relational IMAGE query and returns no SOP Class UID, so the walk ends in the default list', async () => {
+      const relay = await commandRelay(qr.port);
+      try {
+        const study = corpus.study('mueller').studyUid;
+        const series = new Set(held.filter((f) => f.studyUid === study).map((f) => f.seriesUid));
+        const plan = await scu.planGet({ host: '127.0.0.1', port: relay.port, calledAe: qr.aeTitle }, { level: 'STUDY', studyUid: study });
+        // One relational C-FIND (refused: no Series Instance UID), one at SERIES level, one per series.
+        assert.deepEqual(relay.commands, Array.from({ length: 2 + series.size }, () => CommandField.C_FIND_RQ));
+        assert.equal(plan.storageContexts, undefined);
+        assert.deepEqual(plan.classes, []);
+        assert.match(plan.fallback ?? '', /no instance with a SOP Class UID/);
+      } finally {
+        await relay.close();
       }
     });
 

@@ -17,7 +17,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runCli, type CliIo } from '../../src/cli/index.js';
 import { generateUid } from '../../src/dicom/uids.js';
-import { writePart10 } from '../../src/dicom/writer.js';
+import { HTJ2K_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_LS_LOSSLESS, transferSyntax } from '../../src/dicom/transfer-syntax.js';
+import { encapsulatedPixelData, writePart10 } from '../../src/dicom/writer.js';
 import type { JobJson } from '../../src/http/api/jobs.js';
 import { createScu } from '../../src/dimse/scu/index.js';
 import { datasetElements, generateCorpus, PATIENTS, patternBytes, SOP_CLASS, TS, type Corpus, type CorpusFile } from '../helpers/corpus.js';
@@ -59,7 +60,10 @@ function makeInstance(o: { label: string; studyUid: string; seriesUid: string; s
     image: { rows: side, cols: side, bits: 16 },
     extra: [
       { tag: '00181030', vr: 'LO', value: `protocol ${o.label}` },
-      { tag: '7FE00010', vr: 'OW', value: patternBytes(side * side * 2, o.n * 31 + o.seriesNumber) },
+      // In an encapsulated syntax: one fragment of pattern bytes (a stand-in for a codestream; neither side decodes it).
+      transferSyntax(o.ts)?.encapsulated === true
+        ? { tag: '7FE00010', vr: 'OB', undefinedLength: true, value: encapsulatedPixelData([patternBytes(side * side, o.n * 31 + o.seriesNumber)]) }
+        : { tag: '7FE00010', vr: 'OW', value: patternBytes(side * side * 2, o.n * 31 + o.seriesNumber) },
     ],
   });
   const bytes = writePart10({ dataset, transferSyntaxUid: o.ts, sopClassUid: o.sopClassUid, sopInstanceUid: sopUid });
@@ -96,6 +100,7 @@ function fileMeta(part10: Buffer): Map<string, string> {
 }
 
 const TRANSFER_SYNTAX = '00020010';
+const ENHANCED_MR = '1.2.840.10008.5.1.4.1.1.4.1';
 const SOURCE_AE = '00020016';
 
 describe('our SCU against our SCP: two pacsnode servers retrieving from each other', () => {
@@ -109,6 +114,8 @@ describe('our SCU against our SCP: two pacsnode servers retrieving from each oth
   let levels: ReturnType<typeof makeStudy>;
   let bigMove: ReturnType<typeof makeStudy>;
   let bigGet: ReturnType<typeof makeStudy>;
+  /** Syntaxes and SOP classes the default storage contexts have no context for (so only the C-FIND's plan brings them). */
+  let exotic: ReturnType<typeof makeStudy>;
 
   const post = (srv: TestServer, url: string, body?: object): Promise<HttpResponse> =>
     request(`${srv.url}${url}`, { method: 'POST', timeoutMs: 60_000, ...(body ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}) });
@@ -178,6 +185,26 @@ describe('our SCU against our SCP: two pacsnode servers retrieving from each oth
   const ofSeries = (seriesUid: string): Held[] => [...held.values()].filter((h) => h.seriesUid === seriesUid);
   const study = (key: string): string => corpus.study(key).studyUid;
 
+  /** `pacsnode ARGV` in `cwd` (its own database and blobs there). */
+  function cli(argv: string[], cwd: string): Promise<{ code: number | void; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const io: Partial<CliIo> = {
+      stdout: (t) => void (out += t),
+      stderr: (t) => void (err += t),
+      env: {
+        PACS_DATABASE__URL: `sqlite://${path.join(cwd, 'pacs.db')}`,
+        PACS_FILESYSTEM_STORAGE__ROOT: path.join(cwd, 'blobs'),
+        PACS_SERVER__AE_TITLE: 'CLITEST',
+        PACS_SERVER__DIMSE_TIMEOUT_SECS: '10',
+      },
+      cwd,
+      packageRoot: path.join(cwd, 'pkg'),
+    };
+    return runCli(argv, io).then((code) => ({ code, out, err }));
+  }
+  const peer = (): string[] => ['--host', '127.0.0.1', '--port', String(b.server.dicomPort), '--aec', B_AE];
+
   before(async () => {
     scratch = await mkdtemp(path.join(tmpdir(), 'pacsnode-self-retrieve-'));
     corpus = await generateCorpus();
@@ -193,7 +220,13 @@ describe('our SCU against our SCP: two pacsnode servers retrieving from each oth
     // Large enough that a cancel can land while sub-operations are still to do.
     bigMove = makeStudy('bigMove', [[20, TS.EXPLICIT_LE, SOP_CLASS.CT, 'CT'], [20, TS.EXPLICIT_LE, SOP_CLASS.CT, 'CT']], 256 * 1024);
     bigGet = makeStudy('bigGet', [[20, TS.EXPLICIT_LE, SOP_CLASS.CT, 'CT'], [20, TS.EXPLICIT_LE, SOP_CLASS.CT, 'CT']], 256 * 1024);
-    for (const s of [mixed, levels, bigMove, bigGet]) for (const i of s.instances) held.set(i.label, i);
+    exotic = makeStudy('exotic', [
+      [1, JPEG_LS_LOSSLESS, ENHANCED_MR, 'MR'],
+      [2, JPEG_2000_LOSSLESS, SOP_CLASS.MF_WORD_SC, 'OT'],
+      [1, HTJ2K_LOSSLESS, SOP_CLASS.CT, 'CT'],
+      [1, TS.EXPLICIT_LE, SOP_CLASS.CT, 'CT'],
+    ]);
+    for (const s of [mixed, levels, bigMove, bigGet, exotic]) for (const i of s.instances) held.set(i.label, i);
 
     const env = { PACS_SERVER__DIMSE_TIMEOUT_SECS: '10' };
     a = await startTestServer({ ...env, PACS_SERVER__AE_TITLE: A_AE });
@@ -253,44 +286,81 @@ describe('our SCU against our SCP: two pacsnode servers retrieving from each oth
       }
     });
 
-    it('compressed instances fail their sub-operations: B accepts one transfer syntax per storage context (JPEG Lossless SV1, the first we propose)', TIMEOUT, async () => {
-      // A known limit of C-GET negotiation, not of either side alone: our SCU proposes per image SOP
-      // class ONE context listing the compressed syntaxes; our SCP accepts the first it supports
-      // (server.preferred_transfer_syntaxes unset), and never transcodes compressed data. So a JPEG
-      // baseline or RLE instance has no context to go out on and counts failed (final B000).
-      for (const key of ['hong', 'wangUtf8']) {
-        const files = ofStudy(study(key));
+    it('compressed instances (JPEG baseline with and without offset table, RLE) arrive byte for byte, transfer syntax kept, from a node without preferred syntaxes', TIMEOUT, async () => {
+      // B accepts one transfer syntax per storage context and never transcodes compressed data: the
+      // route's C-FIND tells our SCU the SOP classes that will come (CR; SC and Multi-frame Grayscale
+      // Byte SC), and the C-GET proposes for each a native context plus one context per compressed
+      // syntax, so each instance finds the context of its own syntax.
+      assert.equal(b.config.server.preferred_transfer_syntaxes.length, 0);
+      const keys = ['hong', 'wangUtf8'];
+      const files = keys.flatMap((key) => ofStudy(study(key)));
+      assert.deepEqual(new Set(files.map((f) => f.transferSyntax)), new Set([TS.RLE, TS.JPEG_BASELINE]));
+      for (const label of ['rle', 'jpeg', 'jpegMultiBot', 'jpegMultiNoBot']) assert.ok(files.some((f) => f.label === label), label);
+      for (const key of keys) {
+        const n = ofStudy(study(key)).length;
         const job = await retrieve('get', { level: 'STUDY', study_uid: study(key) });
         assert.equal(job.state, 'completed', job.error ?? '');
-        assert.deepEqual(counts(job), { remaining: 0, completed: 0, failed: files.length, warning: 0 }, key);
-        assert.deepEqual([...job.failed_uids].sort(), files.map((f) => f.sopUid).sort());
-        for (const f of files) assert.equal(await onA(f.sopUid), false, `${f.label} must not be on A`);
+        assert.deepEqual(counts(job), { remaining: 0, completed: n, failed: 0, warning: 0 }, key);
+        assert.deepEqual(job.failed_uids, []);
+      }
+      await assertSameOnA(files);
+      // Not left on A: the move tests below retrieve these studies from B.
+      for (const key of keys) await request(`${a.url}/api/studies/${study(key)}`, { method: 'DELETE' });
+      for (const key of keys) assert.equal(await instancesOnA(study(key)), 0);
+    });
+
+    it('JPEG-LS, JPEG 2000 and HTJ2K instances of classes the default contexts give no compressed context (Enhanced MR, Multi-frame Word SC, CT) arrive unchanged too', TIMEOUT, async () => {
+      // Only the plan from the C-FIND has contexts for these (class, syntax) pairs.
+      const job = await retrieve('get', { level: 'STUDY', study_uid: exotic.studyUid });
+      assert.equal(job.state, 'completed', job.error ?? '');
+      assert.deepEqual(counts(job), { remaining: 0, completed: exotic.instances.length, failed: 0, warning: 0 });
+      await assertSameOnA(exotic.instances);
+      // And the CLI, through the same plan.
+      const cwd = await mkdtemp(path.join(scratch, 'cli-'));
+      const r = await cli(['get', ...peer(), '--level', 'STUDY', '--study', exotic.studyUid, '--output', 'out'], cwd);
+      assert.equal(r.code, undefined, r.err);
+      assert.match(r.out, /^Retrieved 5 of 5 .*: 5 completed, 0 warnings, 0 failed \(status 0x0000\)/);
+      for (const f of exotic.instances) {
+        const bytes = await readFile(path.join(cwd, 'out', `${f.sopUid}.dcm`));
+        assert.ok(datasetOf(bytes).equals(datasetOf(f.bytes)), `${f.label}: data set differs`);
+        assert.equal(fileMeta(bytes).get(TRANSFER_SYNTAX), f.transferSyntax, f.label);
       }
     });
 
-    it('a node preferring JPEG baseline (server.preferred_transfer_syntaxes) sends JPEG baseline instances unchanged', TIMEOUT, async () => {
-      const c = await startTestServer({ PACS_SERVER__AE_TITLE: C_AE, PACS_SERVER__DIMSE_TIMEOUT_SECS: '10', PACS_SERVER__PREFERRED_TRANSFER_SYNTAXES: `["${TS.JPEG_BASELINE}"]` });
+    it('a node refusing our C-FIND: the default storage contexts still carry JPEG baseline and RLE instances unchanged', TIMEOUT, async () => {
+      // C answers C-GET but not C-FIND from A (AE whitelist, allow_find false): no SOP classes are
+      // known, so the C-GET proposes the default list, which has contexts of their own for JPEG
+      // baseline and RLE for CR and SC, and for JPEG baseline for Multi-frame Grayscale Byte SC.
+      const c = await startTestServer({ PACS_SERVER__AE_TITLE: C_AE, PACS_SERVER__DIMSE_TIMEOUT_SECS: '10', PACS_SERVER__AE_WHITELIST_ENABLED: 'true' });
+      const keys = ['hong', 'wangUtf8'];
       try {
-        const uid = study('wangUtf8');
-        const files = ofStudy(uid);
+        const files = keys.flatMap((key) => ofStudy(study(key)));
         assert.equal((await stow(`${c.url}/wado/studies`, files.map((f) => f.bytes))).status, 200);
+        const onC = await post(c, '/api/nodes', { ae_title: A_AE, host: '127.0.0.1', port: a.server.dicomPort, allow_find: false, allow_retrieve: true, allow_store: false });
+        assert.equal(onC.status, 201, onC.text());
         assert.equal((await post(a, '/api/nodes', { ae_title: C_AE, host: '127.0.0.1', port: c.server.dicomPort })).status, 201);
-        const job = await retrieve('get', { level: 'STUDY', study_uid: uid }, C_AE);
-        assert.equal(job.state, 'completed', job.error ?? '');
-        assert.deepEqual(counts(job), { remaining: 0, completed: files.length, failed: 0, warning: 0 });
+        const find = await post(a, `/api/nodes/${C_AE}/find`, { level: 'IMAGE', keys: { StudyInstanceUID: study('hong') } });
+        assert.notEqual(find.status, 200, `C must refuse our C-FIND: ${find.text().slice(0, 300)}`);
+        for (const key of keys) {
+          const n = ofStudy(study(key)).length;
+          const job = await retrieve('get', { level: 'STUDY', study_uid: study(key) }, C_AE);
+          assert.equal(job.state, 'completed', job.error ?? '');
+          assert.deepEqual(counts(job), { remaining: 0, completed: n, failed: 0, warning: 0 }, key);
+        }
         for (const f of files) {
           const fromA = await wado(a, f);
           assert.ok(datasetOf(fromA).equals(datasetOf(await wado(c, f))), `${f.label}: data set differs`);
-          assert.equal(fileMeta(fromA).get(TRANSFER_SYNTAX), TS.JPEG_BASELINE);
+          assert.ok(datasetOf(fromA).equals(datasetOf(f.bytes)), `${f.label}: data set differs from the stored file`);
+          assert.equal(fileMeta(fromA).get(TRANSFER_SYNTAX), f.transferSyntax, `${f.label}: transfer syntax`);
           assert.equal(fileMeta(fromA).get(SOURCE_AE), C_AE);
         }
       } finally {
         await request(`${a.url}/api/nodes/${C_AE}`, { method: 'DELETE' }).catch(() => undefined);
-        // Not left on A: the move tests below retrieve this study from B.
-        await request(`${a.url}/api/studies/${study('wangUtf8')}`, { method: 'DELETE' }).catch(() => undefined);
+        // Not left on A: the move tests below retrieve these studies from B.
+        for (const key of keys) await request(`${a.url}/api/studies/${study(key)}`, { method: 'DELETE' }).catch(() => undefined);
         await c.close();
       }
-      assert.equal(await instancesOnA(study('wangUtf8')), 0);
+      for (const key of keys) assert.equal(await instancesOnA(study(key)), 0);
     });
 
     it('SERIES level, and IMAGE level with sop_uids: exactly those instances', TIMEOUT, async () => {
@@ -342,7 +412,7 @@ describe('our SCU against our SCP: two pacsnode servers retrieving from each oth
       assert.equal(await onA(first.sopUid), false);
     });
 
-    it('STUDY level of JPEG baseline instances (which C-GET cannot carry between us): all arrive unchanged', TIMEOUT, async () => {
+    it('STUDY level of JPEG baseline instances: all arrive unchanged', TIMEOUT, async () => {
       const uid = study('wangUtf8');
       const files = ofStudy(uid);
       const job = await retrieve('move', { level: 'STUDY', study_uid: uid, destination: A_AE });
@@ -433,24 +503,6 @@ describe('our SCU against our SCP: two pacsnode servers retrieving from each oth
   });
 
   describe('CLI: pacsnode get against NODE_B', () => {
-    function cli(argv: string[], cwd: string): Promise<{ code: number | void; out: string; err: string }> {
-      let out = '';
-      let err = '';
-      const io: Partial<CliIo> = {
-        stdout: (t) => void (out += t),
-        stderr: (t) => void (err += t),
-        env: {
-          PACS_DATABASE__URL: `sqlite://${path.join(cwd, 'pacs.db')}`,
-          PACS_FILESYSTEM_STORAGE__ROOT: path.join(cwd, 'blobs'),
-          PACS_SERVER__AE_TITLE: 'CLITEST',
-          PACS_SERVER__DIMSE_TIMEOUT_SECS: '10',
-        },
-        cwd,
-        packageRoot: path.join(cwd, 'pkg'),
-      };
-      return runCli(argv, io).then((code) => ({ code, out, err }));
-    }
-    const peer = (): string[] => ['--host', '127.0.0.1', '--port', String(b.server.dicomPort), '--aec', B_AE];
 
     it('get --output writes one Part-10 file per instance whose data set is B\'s, byte for byte', TIMEOUT, async () => {
       const cwd = await mkdtemp(path.join(scratch, 'cli-'));

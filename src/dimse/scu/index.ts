@@ -14,7 +14,7 @@ import { Status } from '../message/status.js';
 import { ScuAssociation, type ScuTarget } from './association.js';
 import { ScuError } from './errors.js';
 import { findDatasets, type FindRequest } from './find.js';
-import { getInstances, type GetOptions, type GetResult } from './get.js';
+import { getInstances, planGetFromPeer, type GetOptions, type GetPlan, type GetResult } from './get.js';
 import { moveInstances, type MoveOptions, type RetrieveRequest, type RetrieveResult } from './move.js';
 import { storeInstances, type StoreOptions, type StoreResult, type StoreSource } from './store.js';
 
@@ -25,7 +25,13 @@ export type { StoreInstanceResult, StoreItem, StoreOptions, StoreOutcome, StoreP
 export { RETRIEVE_LEVELS, type MoveOptions, type RetrieveCounts, type RetrieveLevel, type RetrieveModel, type RetrieveOptions, type RetrieveProgress, type RetrieveRequest, type RetrieveResult } from './move.js';
 export {
   DEFAULT_GET_STORAGE_CONTEXTS,
+  MAX_STORAGE_CONTEXTS,
+  planGetFromPeer,
+  planGetStorageContexts,
+  type GetContentClass,
   type GetOptions,
+  type GetPlan,
+  type GetPlanFind,
   type GetResult,
   type GetSink,
   type GetSinkOutcome,
@@ -65,6 +71,12 @@ export interface Scu {
   move(target: ScuTarget, request: RetrieveRequest, options?: MoveOptions): Promise<RetrieveResult>;
   /** C-GET: like move, the instances streamed into `options.sink` over the same association. */
   get(target: ScuTarget, request: RetrieveRequest, options: GetOptions): Promise<GetResult>;
+  /**
+   * What to propose for a C-GET of `request`: a C-FIND (find) at IMAGE level on the same peer for
+   * the SOP classes that will come, and their storage contexts (planGetFromPeer; pass
+   * `storageContexts` to get). Never rejects: without an answer, no storageContexts (the default list).
+   */
+  planGet(target: ScuTarget, request: RetrieveRequest, options?: { signal?: AbortSignal; limit?: number }): Promise<GetPlan>;
 }
 
 function checkTarget(target: ScuTarget): ScuTarget {
@@ -136,6 +148,19 @@ export function createScu(options: ScuOptions): Scu {
 
     async get(rawTarget, request, getOptions) {
       return getInstances(deps, checkTarget(rawTarget), request, getOptions);
+    },
+
+    async planGet(rawTarget, request, planOptions) {
+      let target: ScuTarget;
+      try {
+        target = checkTarget(rawTarget);
+      } catch (err) {
+        return { classes: [], fallback: err instanceof Error ? err.message : String(err) };
+      }
+      const plan = await planGetFromPeer((t, q) => findDatasets(deps, t, q), target, request, planOptions);
+      if (plan.fallback !== undefined) logger.debug({ calledAe: target.calledAe, reason: plan.fallback }, 'C-GET: default storage contexts');
+      else logger.debug({ calledAe: target.calledAe, classes: plan.classes.length, contexts: plan.storageContexts?.length }, 'C-GET: storage contexts from C-FIND');
+      return plan;
     },
   };
 }

@@ -58,12 +58,29 @@ export interface NodeRetrieveOptions {
   onProgress?: (progress: NodeRetrieveCounts & { status: number }) => void;
 }
 
+/** A storage context a C-GET proposes (dimse/scu's StorageContextSpec). */
+export interface NodeStorageContext {
+  sopClassUid: string;
+  transferSyntaxes: readonly string[];
+}
+
 /** The C-MOVE and C-GET part of the SCU port (NodeScu in nodes.ts). */
 export interface NodeRetrieveScu {
   /** Our AE title: the default move destination. */
   readonly callingAe: string;
   move(target: DimseTarget, request: NodeRetrieveRequest, options: NodeRetrieveOptions & { destination?: string }): Promise<NodeRetrieveResult>;
-  get(target: DimseTarget, request: NodeRetrieveRequest, options: NodeRetrieveOptions & { sink: (instance: NodeRetrievedInstance) => Promise<IngestOutcome> }): Promise<NodeRetrieveResult>;
+  /**
+   * Before a C-GET: a C-FIND at IMAGE level on the node for what the request names, and the storage
+   * contexts for the SOP classes found (dimse/scu planGetFromPeer; never rejects). No
+   * storageContexts: the SCU's default list.
+   */
+  planGet?(target: DimseTarget, request: NodeRetrieveRequest, options: { signal?: AbortSignal }): Promise<{ storageContexts?: readonly NodeStorageContext[] }>;
+  /** storageContexts: what to propose instead of the SCU's default list (the plan of planGet). */
+  get(
+    target: DimseTarget,
+    request: NodeRetrieveRequest,
+    options: NodeRetrieveOptions & { sink: (instance: NodeRetrievedInstance) => Promise<IngestOutcome>; storageContexts?: readonly NodeStorageContext[] },
+  ): Promise<NodeRetrieveResult>;
 }
 
 export interface NodeRetrieveDeps {
@@ -227,7 +244,7 @@ export function registerNodeRetrieveRoutes(app: FastifyInstance, deps: NodeRetri
       operationId: 'getFromNode',
       summary: 'C-GET a patient, study, series or instances from a registered node into this archive (job)',
       description:
-        'Starts a job like /move; the instances the node sends on the association are stored in this archive as received (behind a File Meta we build), each answered with the C-STORE status of its ingest. At STUDY, SERIES and IMAGE level an instance of another study is refused (A901). DELETE /api/jobs/{id} sends C-CANCEL.',
+        'Starts a job like /move; the instances the node sends on the association are stored in this archive as received (behind a File Meta we build), each answered with the C-STORE status of its ingest. A C-FIND at IMAGE level on the node first finds the SOP classes that will come, so that the C-GET proposes for each its native context and one context per compressed transfer syntax (compressed instances then arrive unchanged); without an answer, a default list of storage contexts. At STUDY, SERIES and IMAGE level an instance of another study is refused (A901). DELETE /api/jobs/{id} sends C-CANCEL.',
       params: actionParams,
       querystring: waitQuery,
       body: getBodySchema,
@@ -247,7 +264,13 @@ export function registerNodeRetrieveRoutes(app: FastifyInstance, deps: NodeRetri
       ctx,
       'get',
       jobRequestOf(node, b),
-      (run) => runRetrieve(run, (onProgress) => scu.get(target, retrieve, { sink, signal: run.signal, onProgress })),
+      (run) =>
+        runRetrieve(run, async (onProgress) => {
+          // A C-FIND first: the SOP classes that will come, each with a context per compressed
+          // syntax (the SCP accepts one syntax per context); the default list if it finds nothing.
+          const plan = scu.planGet ? await scu.planGet(target, retrieve, { signal: run.signal }) : {};
+          return scu.get(target, retrieve, { sink, signal: run.signal, onProgress, ...(plan.storageContexts ? { storageContexts: plan.storageContexts } : {}) });
+        }),
       b.study_uid !== undefined ? { studyUid: b.study_uid } : undefined,
     );
     return answer(reply, request.query.wait === 'true', started);
