@@ -4,7 +4,8 @@
 //
 //   npm run bench [-- --quick] [--profile standalone|production] [--cpu-prof] [--skip-no-fsync-run]
 //
-// The server runs as a child process (bench/server.ts) in a fresh temporary directory with the
+// The server is the product itself: built once at the start (`npm run build`), then run as
+// `node bin/pacsnode.js serve` (bench/server-process.ts) in a fresh temporary directory with the
 // default configuration — fsync on — so the figures are those of `npm start` on this machine.
 // Production: the same server on a fresh PostgreSQL database and an s3rver bucket
 // (bench/production.ts); its QIDO corpus is loaded through the MetadataStore directly
@@ -20,7 +21,7 @@ import { prepareStow, runStow, type StowFigures } from './phases/stow.js';
 import { runWado, type WadoFigures } from './phases/wado.js';
 import { analyze, startProductionBackends, type ProductionBackends } from './production.js';
 import { formatTable, verdict, type Row } from './report.js';
-import { mainThreadCpuProfile, startServerProcess, stopAllServers, type Memory, type ServerProcess } from './server-process.js';
+import { buildProduct, mainThreadCpuProfile, startServerProcess, stopAllServers, type Memory, type ServerProcess } from './server-process.js';
 import { MiB } from './stats.js';
 
 /** A bad command line: reported without a stack trace. */
@@ -173,6 +174,8 @@ async function main(): Promise<void> {
     phases: [],
   };
   log(`${args.quick ? 'quick' : 'full'} run, profile ${args.profile}, ${cpus.length} CPUs, node ${process.version}; data in ${os.tmpdir()}`);
+  log('building the server (tsc -p tsconfig.build.json): the bench runs the compiled product, node bin/pacsnode.js serve');
+  await buildProduct();
 
   const profileDir = args.cpuProf ? await mkdtemp(path.join(os.tmpdir(), 'pacsnode-bench-prof-')) : undefined;
   let backends: ProductionBackends | undefined;

@@ -1,5 +1,5 @@
 // A pacsnode server as a child process, for tests that need several PROCESSES on one archive
-// (test/helpers/pacsnode-process.ts starts it; the pattern of bench/server.ts).
+// (test/helpers/pacsnode-process.ts starts it).
 //
 //   node --import tsx test/helpers/pacsnode-process-entry.ts --max-seconds N [--hooks] [--log-level L]
 //
