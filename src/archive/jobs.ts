@@ -24,6 +24,13 @@ import { ArchiveError, toArchiveError } from './errors.js';
  * is polled every `cancelPollMs` for runners that report rarely. A cancel requested on any instance
  * therefore aborts the signal; a runner that stops on it (by returning or throwing) ends the job
  * `cancelled`.
+ *
+ * Liveness (ADR 0015): while a job runs, this process refreshes its heartbeat every
+ * `heartbeatIntervalMs` (a progress write counts as one), whatever the runner is doing. Every
+ * instance sweeps at start-up and every `sweepIntervalMs`: a pending or running job with no
+ * heartbeat for `staleAfterMs` — its process crashed, was killed or lost power — is failed with
+ * "interrupted: the process running this job stopped (no heartbeat since …)". The sweep is one
+ * conditional UPDATE (JobStore.sweepStale), so instances sweeping together fail a job once.
  */
 
 export interface JobRunContext {
@@ -83,8 +90,13 @@ export interface JobService {
   /** Jobs running in this process. */
   readonly running: number;
   /**
-   * Stops accepting jobs, aborts the local ones and waits up to `timeoutMs` (default 5000) for
-   * their runners; those still running are marked failed ("interrupted").
+   * Fails the jobs of other processes that stopped (no heartbeat for `staleAfterMs`) and returns
+   * them. Runs at start-up and every `sweepIntervalMs`; exposed for tests and tools.
+   */
+  sweep(): Promise<JobRecord[]>;
+  /**
+   * Stops accepting jobs and sweeping, aborts the local ones and waits up to `timeoutMs` (default
+   * 5000) for their runners; those still running are marked failed ("interrupted").
    */
   close(options?: { timeoutMs?: number }): Promise<void>;
 }
@@ -98,7 +110,18 @@ export interface JobServiceDeps {
   progressIntervalMs?: number;
   /** How often a running job re-reads its cancel flag (ms). Default 1000. */
   cancelPollMs?: number;
+  /** How often the process running a job refreshes its heartbeat (ms). Default 10 000. */
+  heartbeatIntervalMs?: number;
+  /**
+   * A pending or running job whose heartbeat is older than this (ms) is failed by the sweep.
+   * Default 3 × heartbeatIntervalMs; at least 2 × heartbeatIntervalMs.
+   */
+  staleAfterMs?: number;
+  /** How often this instance sweeps (ms), after the sweep at start-up. Default heartbeatIntervalMs. */
+  sweepIntervalMs?: number;
 }
+
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
 
 export const JOB_KIND_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 export const INTERRUPTED = 'interrupted: pacsnode shut down while the job was running';
@@ -167,6 +190,8 @@ function isEmpty(u: ProgressUpdate): boolean {
 
 interface LocalJob {
   abort(reason: 'cancel' | 'shutdown'): void;
+  /** Stops the heartbeat (the job is finished or has been given up). */
+  stopHeartbeat(): void;
   done: Promise<JobRecord>;
 }
 
@@ -179,6 +204,13 @@ export function createJobService(deps: JobServiceDeps): JobService {
   const now = deps.now ?? (() => new Date());
   const progressIntervalMs = Math.max(0, deps.progressIntervalMs ?? 250);
   const cancelPollMs = Math.max(10, deps.cancelPollMs ?? 1000);
+  const heartbeatIntervalMs = Math.max(10, deps.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS);
+  const staleAfterMs = deps.staleAfterMs ?? 3 * heartbeatIntervalMs;
+  const sweepIntervalMs = Math.max(10, deps.sweepIntervalMs ?? heartbeatIntervalMs);
+  // A live job must never look stale: allow for one missed beat and a slow write.
+  if (!(staleAfterMs >= 2 * heartbeatIntervalMs)) {
+    throw new ArchiveError('INVALID_PARAMETER', 'staleAfterMs must be at least twice heartbeatIntervalMs', { field: 'staleAfterMs' });
+  }
   const local = new Map<string, LocalJob>();
   let closing = false;
 
@@ -223,8 +255,10 @@ export function createJobService(deps: JobServiceDeps): JobService {
         const update = pending;
         pending = {};
         lastWrite = Date.now();
+        const sentAt = lastWrite;
         try {
           observe(await store.updateProgress(job.id, update, { at: now() }));
+          lastBeat = Math.max(lastBeat, sentAt);
         } catch (err) {
           pending = composeProgress(update, pending);
           logger.warn({ jobId: job.id, err: errorText(err) }, 'job progress not written (kept for the next write)');
@@ -232,6 +266,31 @@ export function createJobService(deps: JobServiceDeps): JobService {
       });
       return writes;
     };
+
+    // The heartbeat runs on its own timer, so a runner blocked on a slow peer still shows its
+    // process alive; a progress write counts as a beat. Unref'd: it is no reason to stay up.
+    let lastBeat = Date.now();
+    let beating = false;
+    const heartbeat = setInterval(() => {
+      // Timed from when a beat was sent (the time it records), not from when its write returned.
+      const sentAt = Date.now();
+      if (beating || sentAt - lastBeat < heartbeatIntervalMs / 2) return;
+      beating = true;
+      store
+        .heartbeat(job.id, { at: now() })
+        .then(
+          (rec) => {
+            lastBeat = Math.max(lastBeat, sentAt);
+            observe(rec);
+          },
+          (err: unknown) => logger.warn({ jobId: job.id, err: errorText(err) }, 'job heartbeat not written'),
+        )
+        .finally(() => {
+          beating = false;
+        });
+    }, heartbeatIntervalMs);
+    heartbeat.unref();
+    const stopHeartbeat = (): void => clearInterval(heartbeat);
 
     // Reports held back by the interval are written here too when the runner goes quiet; the
     // write reads the cancel flag like the poll does.
@@ -270,6 +329,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
         }
       }
       clearInterval(poll);
+      stopHeartbeat();
       await writes;
       const final = await finishWithRetry(job.id, { state, error, progress: pending });
       local.delete(job.id);
@@ -288,13 +348,42 @@ export function createJobService(deps: JobServiceDeps): JobService {
       );
       return result;
     })();
-    return { abort, done };
+    return { abort, stopHeartbeat, done };
   }
+
+  let sweepTimer: NodeJS.Timeout | undefined;
+  let sweeping: Promise<JobRecord[]> | undefined;
+
+  /** One sweep at a time; the jobs this process runs are alive by definition and left out. */
+  function sweep(): Promise<JobRecord[]> {
+    if (sweeping) return sweeping;
+    const run = (async () => {
+      const at = now();
+      const swept = await store.sweepStale({ olderThan: new Date(at.getTime() - staleAfterMs), at, exclude: [...local.keys()] });
+      for (const j of swept) {
+        logger.warn({ jobId: j.id, kind: j.kind, error: j.error }, 'job failed: the process running it stopped sending heartbeats');
+      }
+      return swept;
+    })();
+    sweeping = run;
+    const clear = (): void => {
+      if (sweeping === run) sweeping = undefined;
+    };
+    run.then(clear, clear);
+    return run;
+  }
+
+  const sweepQuietly = (): void => {
+    if (closing) return;
+    sweep().catch((err: unknown) => logger.warn({ err: errorText(err) }, 'job sweep failed (retried at the next interval)'));
+  };
 
   const service: JobService = {
     get running() {
       return local.size;
     },
+
+    sweep: () => guard(sweep),
 
     startJob: (ctx, kind, request, runner, options) =>
       guard(async () => {
@@ -367,6 +456,10 @@ export function createJobService(deps: JobServiceDeps): JobService {
 
     async close(options) {
       closing = true;
+      if (sweepTimer) clearInterval(sweepTimer);
+      sweepTimer = undefined;
+      // The stores close after this: let a sweep in flight end first.
+      await sweeping?.catch(() => undefined);
       const jobs = [...local.entries()];
       if (jobs.length === 0) return;
       for (const [, j] of jobs) j.abort('shutdown');
@@ -383,9 +476,16 @@ export function createJobService(deps: JobServiceDeps): JobService {
       for (const [id] of jobs) {
         if (!local.has(id)) continue;
         logger.warn({ jobId: id }, 'job runner did not stop in time; marking it interrupted');
+        local.get(id)?.stopHeartbeat();
         await store.finish(id, { state: 'failed', error: INTERRUPTED }, { at: now() }).catch((err: unknown) => logger.error({ jobId: id, err: errorText(err) }, 'could not mark a job interrupted'));
       }
     },
   };
+
+  // At start-up (jobs left behind by a process that died, perhaps this one's predecessor), then
+  // periodically: jobs of another instance that dies while this one runs.
+  sweepQuietly();
+  sweepTimer = setInterval(sweepQuietly, sweepIntervalMs);
+  sweepTimer.unref();
   return service;
 }

@@ -6,6 +6,11 @@
  *
  * Life cycle: pending -> running -> completed | failed | cancelled; a pending job may also go
  * straight to cancelled. A finished job never changes again.
+ *
+ * Liveness (ADR 0015): the process running a job refreshes its `heartbeatAt` (create, markRunning,
+ * updateProgress and heartbeat all do); `sweepStale` fails every pending or running job whose
+ * heartbeat is too old — its process died — in one conditional UPDATE, so concurrent sweeps from
+ * several instances act once per job and a heartbeat that arrives first always wins.
  */
 export type JobState = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
 export type FinishedJobState = 'completed' | 'failed' | 'cancelled';
@@ -53,7 +58,15 @@ export interface JobRecord extends JobCounters {
   startedAt: Date | null;
   finishedAt: Date | null;
   updatedAt: Date;
+  /**
+   * Last sign of life from the process running the job (create, markRunning, progress, heartbeat);
+   * null only for a row written by a pacsnode older than migration 0003 (then updatedAt counts).
+   */
+  heartbeatAt: Date | null;
 }
+
+/** How a job failed by `sweepStale` starts its error; the time of its last heartbeat follows. */
+export const STALE_JOB_ERROR_PREFIX = 'interrupted: the process running this job stopped (no heartbeat since ';
 
 /**
  * A progress report, applied atomically: `set` replaces counters, `add` adds to them (never below
@@ -108,4 +121,18 @@ export interface JobStore {
    */
   finish(id: string, outcome: { state: FinishedJobState; error?: string | null; progress?: ProgressUpdate }, options?: { at?: Date }): Promise<JobRecord | undefined>;
   requestCancel(id: string, options?: { at?: Date }): Promise<CancelResult>;
+  /**
+   * Records a sign of life of a pending or running job (sets heartbeatAt only: updatedAt and the
+   * cancel flag are left alone) and returns the job as it now is, so the runner also reads
+   * `cancelRequested`; a finished job is returned unchanged; undefined when unknown.
+   */
+  heartbeat(id: string, options?: { at?: Date }): Promise<JobRecord | undefined>;
+  /**
+   * Fails (error `STALE_JOB_ERROR_PREFIX<last heartbeat ISO-8601>)`, finishedAt = updatedAt =
+   * `at`) every pending or running job whose heartbeat (updatedAt when it has none) is before
+   * `olderThan`, except the `exclude` ids (jobs the caller runs itself). One conditional UPDATE:
+   * the staleness test is in its WHERE, so two sweeps at once fail each job once, and a job whose
+   * heartbeat was written first is not touched. Returns the jobs it failed.
+   */
+  sweepStale(options: { olderThan: Date; at?: Date; exclude?: readonly string[] }): Promise<JobRecord[]>;
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { JobRecord, JobStore, JsonObject } from '../../src/storage/jobs.js';
+import { STALE_JOB_ERROR_PREFIX, type JobRecord, type JobStore, type JsonObject } from '../../src/storage/jobs.js';
 
 /**
  * The JobStore contract: every adapter (SQLite file, SQLite :memory:, PostgreSQL) passes it
@@ -19,6 +19,21 @@ export interface JobStoreFixture {
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Heartbeat tests run in 2001 (and each in its own hour), long before any other test's job, so a
+ * sweep only ever finds the rows of the test that made them.
+ */
+let hour = 0;
+function clock(): (seconds: number) => Date {
+  const base = Date.UTC(2001, 0, 1) + 3_600_000 * hour++;
+  return (seconds) => new Date(base + seconds * 1000);
+}
+
+/** The jobs of kind `k` in `records`, by id (a sweep also fails other tests' leftovers). */
+const mine = (records: JobRecord[], k: string): JobRecord[] => records.filter((j) => j.kind === k).sort((x, y) => x.id.localeCompare(y.id));
+
+const staleError = (lastSeen: Date): string => `${STALE_JOB_ERROR_PREFIX}${lastSeen.toISOString()})`;
 
 function kind(): string {
   return `test-${randomBytes(6).toString('hex')}`;
@@ -66,6 +81,7 @@ export function jobStoreContract(name: string, factory: () => Promise<JobStoreFi
         startedAt: null,
         finishedAt: null,
         updatedAt: at,
+        heartbeatAt: at,
       });
       assert.deepEqual(await jobs.get(job.id), job);
       assert.notEqual((await jobs.create({ kind: 'move', request })).id, job.id);
@@ -236,6 +252,115 @@ export function jobStoreContract(name: string, factory: () => Promise<JobStoreFi
       assert.ok(newest.total >= 5);
     });
 
+    describe('heartbeats and the sweep of stale jobs', () => {
+      it('create, markRunning and progress set heartbeatAt; heartbeat refreshes only heartbeatAt and returns the job with its cancel flag', async () => {
+        const t = clock();
+        const job = await jobs.create({ kind: kind(), request: {}, at: t(0) });
+        assert.deepEqual(job.heartbeatAt, t(0));
+        const started = await jobs.markRunning(job.id, { at: t(1) });
+        assert.deepEqual(started?.heartbeatAt, t(1));
+        const p = await jobs.updateProgress(job.id, { add: { completed: 1 } }, { at: t(2) });
+        assert.deepEqual([p?.heartbeatAt, p?.updatedAt], [t(2), t(2)]);
+        const beat = await jobs.heartbeat(job.id, { at: t(12) });
+        assert.deepEqual(beat, { ...p, heartbeatAt: t(12) }, 'only heartbeatAt changes');
+        assert.deepEqual(await jobs.get(job.id), beat);
+        // A cancel from elsewhere is not a sign of life, and the runner reads it from its next beat.
+        const cancel = await jobs.requestCancel(job.id, { at: t(13) });
+        assert.ok(cancel.outcome === 'requested');
+        assert.deepEqual(cancel.job.heartbeatAt, t(12));
+        const seen = await jobs.heartbeat(job.id, { at: t(22) });
+        assert.equal(seen?.cancelRequested, true);
+        assert.deepEqual([seen?.heartbeatAt, seen?.updatedAt, seen?.state], [t(22), t(13), 'running']);
+      });
+
+      it('a heartbeat never revives a finished job; of an unknown or malformed id it is undefined', async () => {
+        const t = clock();
+        const job = await running();
+        const done = await jobs.finish(job.id, { state: 'completed' }, { at: t(0) });
+        assert.deepEqual(await jobs.heartbeat(job.id, { at: t(10) }), done);
+        assert.deepEqual(await jobs.get(job.id), done);
+        assert.equal(await jobs.heartbeat(randomUUID()), undefined);
+        assert.equal(await jobs.heartbeat('not-a-uuid'), undefined);
+      });
+
+      it('sweepStale fails stale running and pending jobs with the time of their last heartbeat, and leaves fresh and finished ones alone', async () => {
+        const t = clock();
+        const k = kind();
+        const stale = await jobs.create({ kind: k, request: { n: 'stale' }, at: t(0) });
+        await jobs.markRunning(stale.id, { at: t(1) });
+        await jobs.updateProgress(stale.id, { set: { remaining: 5 }, add: { completed: 2 }, failedUids: ['1.2.3'] }, { at: t(5) });
+        const stalePending = await jobs.create({ kind: k, request: { n: 'pending' }, at: t(2) });
+        const fresh = await jobs.create({ kind: k, request: { n: 'fresh' }, at: t(0) });
+        await jobs.markRunning(fresh.id, { at: t(1) });
+        await jobs.heartbeat(fresh.id, { at: t(50) });
+        const finished = await jobs.create({ kind: k, request: {}, at: t(0) });
+        const finishedRecord = await jobs.finish(finished.id, { state: 'completed' }, { at: t(1) });
+
+        // Cutoff at t(40): a heartbeat exactly at the cutoff is not stale.
+        const boundary = await jobs.create({ kind: k, request: { n: 'boundary' }, at: t(40) });
+        const swept = mine(await jobs.sweepStale({ olderThan: t(40), at: t(60) }), k);
+        assert.deepEqual(swept.map((j) => j.id).sort(), [stale.id, stalePending.id].sort());
+
+        const s = await jobs.get(stale.id);
+        assert.deepEqual(swept.find((j) => j.id === stale.id), s);
+        assert.equal(s?.state, 'failed');
+        assert.equal(s?.error, staleError(t(5)));
+        assert.deepEqual([s?.finishedAt, s?.updatedAt, s?.heartbeatAt], [t(60), t(60), t(5)]);
+        assert.deepEqual([s?.remaining, s?.completed, s?.failedUids], [5, 2, ['1.2.3']], 'progress kept');
+        const sp = await jobs.get(stalePending.id);
+        assert.deepEqual([sp?.state, sp?.error], ['failed', staleError(t(2))]);
+
+        assert.equal((await jobs.get(fresh.id))?.state, 'running');
+        assert.equal((await jobs.get(boundary.id))?.state, 'pending');
+        assert.deepEqual(await jobs.get(finished.id), finishedRecord);
+        // A swept job is finished: it never changes again.
+        assert.deepEqual(await jobs.updateProgress(stale.id, { add: { completed: 1 } }), s);
+        assert.deepEqual(await jobs.finish(stale.id, { state: 'cancelled' }), s);
+        assert.equal(await jobs.markRunning(stalePending.id), undefined);
+        assert.equal((await jobs.requestCancel(stale.id)).outcome, 'finished');
+      });
+
+      it('sweepStale is idempotent: a second sweep finds nothing more', async () => {
+        const t = clock();
+        const k = kind();
+        for (let i = 0; i < 3; i++) await running(k).then((j) => jobs.heartbeat(j.id, { at: t(i) }));
+        assert.equal(mine(await jobs.sweepStale({ olderThan: t(100), at: t(101) }), k).length, 3);
+        assert.deepEqual(mine(await jobs.sweepStale({ olderThan: t(100), at: t(102) }), k), []);
+        const again = mine(await jobs.sweepStale({ olderThan: t(200), at: t(201) }), k);
+        assert.deepEqual(again, []);
+        const list = await jobs.list({ limit: 10, offset: 0, kind: k });
+        assert.deepEqual(list.items.map((j) => [j.state, j.finishedAt]), [['failed', t(101)], ['failed', t(101)], ['failed', t(101)]]);
+      });
+
+      it('a heartbeat written before the sweep keeps the job alive; exclude spares the jobs the caller runs', async () => {
+        const t = clock();
+        const k = kind();
+        const a = await running(k);
+        const b = await running(k);
+        const c = await running(k);
+        for (const j of [a, b, c]) await jobs.heartbeat(j.id, { at: t(0) });
+        await jobs.heartbeat(a.id, { at: t(35) });
+        const swept = mine(await jobs.sweepStale({ olderThan: t(30), at: t(36), exclude: [b.id.toUpperCase()] }), k);
+        assert.deepEqual(swept.map((j) => j.id), [c.id]);
+        assert.equal((await jobs.get(a.id))?.state, 'running');
+        assert.equal((await jobs.get(b.id))?.state, 'running');
+      });
+
+      it('two sweeps at once fail each stale job once', async () => {
+        const t = clock();
+        const k = kind();
+        const ids: string[] = [];
+        for (let i = 0; i < 20; i++) {
+          const j = await running(k);
+          await jobs.heartbeat(j.id, { at: t(i) });
+          ids.push(j.id);
+        }
+        const [x, y] = await Promise.all([jobs.sweepStale({ olderThan: t(100), at: t(101) }), jobs.sweepStale({ olderThan: t(100), at: t(102) })]);
+        const all = [...mine(x, k), ...mine(y, k)].map((j) => j.id).sort();
+        assert.deepEqual(all, [...ids].sort(), 'every stale job failed by exactly one sweep');
+      });
+    });
+
     if (options.peer) describe('across instances (a second store on the same database)', () => {
       it('a job created on one instance is readable, with its progress, from the other', async () => {
         const peer = fx.peer;
@@ -270,6 +395,49 @@ export function jobStoreContract(name: string, factory: () => Promise<JobStoreFi
           Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? jobs : peer).updateProgress(job.id, { add: { completed: 1 } })),
         );
         assert.equal((await jobs.get(job.id))?.completed, 20);
+      });
+
+      it('two instances sweeping at once fail each stale job once, as counted by the rows they changed', async () => {
+        const peer = fx.peer;
+        assert.ok(peer, 'the fixture provides a second store');
+        const t = clock();
+        const k = kind();
+        const ids: string[] = [];
+        for (let i = 0; i < 30; i++) {
+          const j = await running(k);
+          await jobs.heartbeat(j.id, { at: t(i) });
+          ids.push(j.id);
+        }
+        for (let round = 0; round < 3; round++) {
+          const sweeps: JobRecord[][] = await Promise.all([jobs, peer, jobs, peer].map((s, n) => s.sweepStale({ olderThan: t(100), at: t(200 + n) })));
+          const counts: number[] = sweeps.map((r) => mine(r, k).length);
+          assert.equal(counts.reduce((m, n) => m + n, 0), round === 0 ? 30 : 0, `round ${round}: ${counts.join(', ')}`);
+          if (round === 0) {
+            assert.deepEqual(sweeps.flatMap((r) => mine(r, k).map((j) => j.id)).sort(), [...ids].sort());
+            // Each job's row says which sweep failed it.
+            for (const [n, r] of sweeps.entries()) for (const j of mine(r, k)) assert.deepEqual((await peer.get(j.id))?.finishedAt, t(200 + n));
+          }
+        }
+      });
+
+      it('a heartbeat racing a sweep from the other instance: either the job is failed or it is alive, never both', async () => {
+        const peer = fx.peer;
+        assert.ok(peer, 'the fixture provides a second store');
+        const t = clock();
+        const k = kind();
+        for (let i = 0; i < 10; i++) {
+          const j = await running(k);
+          await jobs.heartbeat(j.id, { at: t(0) });
+          const [swept, beat]: [JobRecord[], JobRecord | undefined] = await Promise.all([peer.sweepStale({ olderThan: t(30), at: t(40) }), jobs.heartbeat(j.id, { at: t(39) })]);
+          const final = await jobs.get(j.id);
+          if (mine(swept, k).some((s) => s.id === j.id)) {
+            assert.deepEqual([final?.state, final?.error, final?.heartbeatAt], ['failed', staleError(t(0)), t(0)]);
+            assert.equal(beat?.state, 'failed', 'the late heartbeat did not revive it');
+          } else {
+            assert.deepEqual([final?.state, final?.heartbeatAt], ['running', t(39)]);
+            assert.deepEqual(beat, final);
+          }
+        }
       });
     });
   });

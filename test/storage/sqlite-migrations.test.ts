@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { isStorageError } from '../../src/storage/errors.js';
+import { STALE_JOB_ERROR_PREFIX } from '../../src/storage/jobs.js';
 import { migrationChecksum } from '../../src/storage/sql/migrator.js';
 import { SQLITE_MIGRATIONS } from '../../src/storage/sqlite/migrations/index.js';
 import { createSqliteMetadataStore, createSqliteStores } from '../../src/storage/sqlite/sqlite-metadata-store.js';
@@ -129,13 +130,55 @@ describe('SQLite migrations', () => {
       assert.deepEqual(await again.jobs.get(job.id), job);
       await again.close();
 
-      assert.deepEqual(rows(path).map((r) => [r.version, r.name]), [[1, 'initial'], [2, 'nodes-jobs']]);
+      assert.deepEqual(rows(path).map((r) => [r.version, r.name]), SQLITE_MIGRATIONS.map((m) => [m.version, m.name]));
+      assert.deepEqual(rows(path).slice(0, 2).map((r) => [r.version, r.name]), [[1, 'initial'], [2, 'nodes-jobs']]);
       const db = new Database(path, { readonly: true });
       const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
       const changes = db.prepare('SELECT COUNT(*) AS n FROM changes').get() as { n: number };
       db.close();
       assert.ok(tables.includes('dicom_nodes') && tables.includes('jobs'));
       assert.equal(changes.n, 1);
+    });
+  });
+
+  it('0003 adds jobs.heartbeat_at to a database at version 2: existing jobs start from updated_at, and a job left running is swept', async () => {
+    await withDir(async (dir) => {
+      const path = join(dir, 'pacs.db');
+      const v2 = SQLITE_MIGRATIONS.filter((m) => m.version <= 2);
+      const old = createSqliteMetadataStore({ path, migrations: v2 });
+      await old.migrate();
+      await old.close();
+      const seed = new Database(path);
+      const insert = seed.prepare('INSERT INTO jobs (id, kind, state, request, created_at, started_at, finished_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+      const t0 = '2026-01-01T00:00:00.000Z';
+      const t1 = '2026-01-01T00:05:00.123Z';
+      insert.run('00000000-0000-4000-8000-000000000001', 'move', 'running', '{}', t0, t0, null, t1);
+      insert.run('00000000-0000-4000-8000-000000000002', 'store', 'completed', '{}', t0, t0, t1, t1);
+      seed.close();
+
+      const stores = createSqliteStores({ path });
+      await stores.migrate();
+      assert.deepEqual(rows(path).map((r) => r.version), [1, 2, 3]);
+      const running = await stores.jobs.get('00000000-0000-4000-8000-000000000001');
+      assert.deepEqual([running?.state, running?.heartbeatAt], ['running', new Date(t1)]);
+      const done = await stores.jobs.get('00000000-0000-4000-8000-000000000002');
+      assert.deepEqual(done?.heartbeatAt, new Date(t1));
+      // A row written by a pacsnode older than 0003 (rolling upgrade) has no heartbeat: updated_at counts.
+      const legacy = new Database(path);
+      legacy
+        .prepare('INSERT INTO jobs (id, kind, state, request, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run('00000000-0000-4000-8000-000000000003', 'get', 'pending', '{}', t0, t0);
+      legacy.close();
+      assert.equal((await stores.jobs.get('00000000-0000-4000-8000-000000000003'))?.heartbeatAt, null);
+
+      const swept = await stores.jobs.sweepStale({ olderThan: new Date('2026-01-02T00:00:00.000Z') });
+      assert.deepEqual(swept.map((j) => [j.id, j.state, j.error]).sort(), [
+        ['00000000-0000-4000-8000-000000000001', 'failed', `${STALE_JOB_ERROR_PREFIX}${t1})`],
+        ['00000000-0000-4000-8000-000000000003', 'failed', `${STALE_JOB_ERROR_PREFIX}${t0})`],
+      ]);
+      assert.deepEqual(await stores.jobs.get('00000000-0000-4000-8000-000000000002'), done);
+      await stores.migrate();
+      await stores.close();
     });
   });
 

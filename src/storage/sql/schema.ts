@@ -129,6 +129,8 @@ export interface JobsTable {
   started_at: DbTimeOrNull;
   finished_at: DbTimeOrNull;
   updated_at: DbTime;
+  /** Migration 0003: last sign of life of the running process (NULL on rows older than 0003). */
+  heartbeat_at: DbTimeOrNull;
 }
 
 export interface SchemaMigrationsTable {

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { Kysely, Selectable, Updateable } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable, type Updateable } from 'kysely';
 import { StorageError } from '../errors.js';
 import {
   isFinishedJobState,
   JOB_STATES,
+  STALE_JOB_ERROR_PREFIX,
   type CancelResult,
   type JobCounters,
   type JobListOptions,
@@ -22,6 +23,7 @@ type Db = Kysely<IndexDatabase>;
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const COUNTERS = ['remaining', 'completed', 'failed', 'warning'] as const;
+const ACTIVE_STATES: JobState[] = ['pending', 'running'];
 
 /** Ids are lower-case UUIDs (PostgreSQL's uuid type prints them so); anything else is unknown. */
 function normaliseId(id: string): string | undefined {
@@ -66,7 +68,10 @@ function applyProgress(row: JobRow, update: ProgressUpdate | undefined): JobCoun
  * JobStore over kysely, shared by the SQLite and PostgreSQL adapters. Every state change is a
  * read-modify-write of one row inside the adapter's write transaction (SQLite: BEGIN IMMEDIATE;
  * PostgreSQL: SELECT … FOR UPDATE), so concurrent progress reports and cancellations from several
- * instances never lose an update and a finished job never changes again.
+ * instances never lose an update and a finished job never changes again. The heartbeat and the
+ * sweep are single conditional UPDATEs instead (ADR 0015): the state and staleness tests sit in
+ * their WHERE, which the engine re-checks on the row it writes (SQLite: one writer at a time;
+ * PostgreSQL READ COMMITTED: a row changed meanwhile is re-evaluated after its lock is released).
  */
 export function createSqlJobStore(driver: SqlWriteDriver): JobStore {
   const { db, dialect } = driver;
@@ -88,7 +93,16 @@ export function createSqlJobStore(driver: SqlWriteDriver): JobStore {
     startedAt: r.started_at === null || r.started_at === undefined ? null : dialect.fromDbTime(r.started_at),
     finishedAt: r.finished_at === null || r.finished_at === undefined ? null : dialect.fromDbTime(r.finished_at),
     updatedAt: dialect.fromDbTime(r.updated_at),
+    heartbeatAt: r.heartbeat_at === null || r.heartbeat_at === undefined ? null : dialect.fromDbTime(r.heartbeat_at),
   });
+
+  /** The job's last sign of life: its heartbeat, or updated_at on a row older than migration 0003. */
+  const lastSeen = sql`COALESCE(heartbeat_at, updated_at)`;
+  /** `lastSeen` as ISO-8601 UTC text with milliseconds (SQLite stores it so already). */
+  const lastSeenText: RawBuilder<string> =
+    dialect.name === 'postgres'
+      ? sql<string>`to_char(${lastSeen} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+      : sql<string>`${lastSeen}`;
 
   async function lockRow(trx: Db, id: string): Promise<JobRow | undefined> {
     const q = trx.selectFrom('jobs').selectAll().where('id', '=', id);
@@ -144,6 +158,7 @@ export function createSqlJobStore(driver: SqlWriteDriver): JobStore {
             started_at: null,
             finished_at: null,
             updated_at: at,
+            heartbeat_at: at,
           })
           .returningAll()
           .executeTakeFirstOrThrow(),
@@ -176,7 +191,7 @@ export function createSqlJobStore(driver: SqlWriteDriver): JobStore {
       const at = dialect.toDbTime(options?.at ?? new Date());
       return withJob(id, async (trx, row) => {
         if (row.state !== 'pending') return undefined;
-        return updateRow(trx, row.id, { state: 'running', started_at: at, updated_at: at });
+        return updateRow(trx, row.id, { state: 'running', started_at: at, updated_at: at, heartbeat_at: at });
       });
     },
 
@@ -184,7 +199,8 @@ export function createSqlJobStore(driver: SqlWriteDriver): JobStore {
       const at = dialect.toDbTime(options?.at ?? new Date());
       return withJob(id, async (trx, row) => {
         if (isFinishedJobState(toRecord(row).state)) return toRecord(row);
-        return updateRow(trx, row.id, { ...progressColumns(applyProgress(row, update)), updated_at: at });
+        // A progress report is a sign of life too.
+        return updateRow(trx, row.id, { ...progressColumns(applyProgress(row, update)), updated_at: at, heartbeat_at: at });
       });
     },
 
@@ -213,6 +229,42 @@ export function createSqlJobStore(driver: SqlWriteDriver): JobStore {
         return { outcome: 'requested', job: await updateRow(trx, row.id, { cancel_requested: toDbBool(true), updated_at: at }) };
       });
       return result ?? { outcome: 'not-found' };
+    },
+
+    async heartbeat(id, options) {
+      const key = normaliseId(id);
+      if (key === undefined) return undefined;
+      const at = dialect.toDbTime(options?.at ?? new Date());
+      const row = await driver.writeTransaction((trx) =>
+        trx.updateTable('jobs').set({ heartbeat_at: at }).where('id', '=', key).where('state', 'in', ACTIVE_STATES).returningAll().executeTakeFirst(),
+      );
+      if (row) return toRecord(row);
+      // Finished (possibly swept) or unknown: the runner learns it from the answer.
+      const current = await db.selectFrom('jobs').selectAll().where('id', '=', key).executeTakeFirst();
+      return current ? toRecord(current) : undefined;
+    },
+
+    async sweepStale(options) {
+      const at = dialect.toDbTime(options.at ?? new Date());
+      const olderThan = dialect.toDbTime(options.olderThan);
+      const exclude = (options.exclude ?? []).map(normaliseId).filter((k): k is string => k !== undefined);
+      // One statement: the staleness test is re-checked by the engine on the row it writes, so a
+      // sweep never acts on a job another sweep has just failed or whose heartbeat just arrived.
+      const rows = await driver.writeTransaction((trx) => {
+        let q = trx
+          .updateTable('jobs')
+          .set({
+            state: 'failed',
+            error: sql<string>`CAST(${STALE_JOB_ERROR_PREFIX} AS TEXT) || ${lastSeenText} || ')'`,
+            finished_at: at,
+            updated_at: at,
+          })
+          .where('state', 'in', ACTIVE_STATES)
+          .where(lastSeen, '<', olderThan);
+        if (exclude.length > 0) q = q.where('id', 'not in', exclude);
+        return q.returningAll().execute();
+      });
+      return rows.map(toRecord);
     },
   };
 }

@@ -1,6 +1,7 @@
 import type { Migration } from '../../sql/migrator.js';
 import { migration0001 } from './0001-initial.js';
 import { migration0002 } from './0002-nodes-jobs.js';
+import { migration0003 } from './0003-job-heartbeats.js';
 
 /** SQLite migrations in order. Append only; never edit a released one. */
-export const SQLITE_MIGRATIONS: readonly Migration[] = [migration0001, migration0002];
+export const SQLITE_MIGRATIONS: readonly Migration[] = [migration0001, migration0002, migration0003];
