@@ -3,7 +3,7 @@
  * presentation context and the command (PS3.10 7.1), then the data set bytes exactly as they
  * arrive, chunk by chunk (ARCHITECTURE rules 4 and 5). Whoever reads it (archive.ingest, a file
  * writer) sets the pace: while it does not read, the data set stream fills up and the transport
- * pauses. Used by the C-GET SCU; it is the shape the Storage SCP (scp/store.ts) builds too.
+ * pauses. Used by the Storage SCP (scp/store.ts) and the C-GET SCU.
  */
 import type { Readable } from 'node:stream';
 import { encodeFileMeta } from '../../dicom/writer.js';

@@ -5,26 +5,15 @@
  * while ingest does not read, the transport stays paused.
  */
 import type { Readable } from 'node:stream';
-import { chunksOf } from '../../util/chunks.js';
 import type { Archive } from '../../archive/archive.js';
-import { encodeFileMeta } from '../../dicom/writer.js';
 import { CommandField, NO_DATA_SET, type CommandSet } from '../message/command.js';
+import { drainDataSet, part10Stream } from '../message/part10-stream.js';
 import { Status, storeStatus } from '../message/status.js';
 import type { OperationContext } from './context.js';
 
 /** Error Comment (0000,0902) is LO: 64 characters. */
 function comment(text: string | undefined): { errorComment: string } | Record<string, never> {
   return text ? { errorComment: text.slice(0, 64) } : {};
-}
-
-async function drain(dataSet: Readable): Promise<void> {
-  try {
-    for await (const _ of dataSet) {
-      // discard
-    }
-  } catch {
-    // the association ended; nothing to answer
-  }
 }
 
 export interface StoreResult {
@@ -48,36 +37,22 @@ export async function handleStore(archive: Pick<Archive, 'ingest'>, ctx: Operati
   });
 
   if (sopClassUid !== ctx.presentation.abstractSyntax) {
-    await drain(dataSet);
+    await drainDataSet(dataSet);
     return { response: respond(Status.SOP_CLASS_NOT_SUPPORTED, 'Affected SOP Class differs from the presentation context'), bytes: 0 };
   }
   if (sopInstanceUid === '') {
-    await drain(dataSet);
+    await drainDataSet(dataSet);
     return { response: respond(Status.CANNOT_UNDERSTAND, 'no Affected SOP Instance UID'), bytes: 0 };
   }
 
-  const meta = encodeFileMeta({
-    sopClassUid,
-    sopInstanceUid,
-    transferSyntaxUid: ctx.presentation.transferSyntax,
-    sourceAeTitle: ctx.callingAe,
-  });
-  let bytes = 0;
-  async function* body(): AsyncGenerator<Uint8Array> {
-    yield meta;
-    // chunksOf: chunk by chunk as received (for-await on a Readable would join buffered chunks: a copy).
-    for await (const chunk of chunksOf(dataSet)) {
-      bytes += chunk.length;
-      yield chunk;
-    }
-  }
-  const outcome = await archive.ingest(ctx.call, { body: body() });
+  const part10 = part10Stream({ sopClassUid, sopInstanceUid, transferSyntaxUid: ctx.presentation.transferSyntax, sourceAeTitle: ctx.callingAe }, dataSet);
+  const outcome = await archive.ingest(ctx.call, { body: part10.body });
   // Ingest reads to the end even when it fails early; this only covers a stream it left unread.
-  if (!dataSet.readableEnded && !dataSet.destroyed) await drain(dataSet);
+  await drainDataSet(dataSet);
   const status = storeStatus(outcome);
   return {
     response: respond(status, outcome.ok ? undefined : outcome.message),
-    bytes,
+    bytes: part10.dataSetBytes,
     ...(outcome.sopInstanceUid !== undefined ? { sopInstanceUid: outcome.sopInstanceUid } : {}),
   };
 }

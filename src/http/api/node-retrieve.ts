@@ -117,11 +117,19 @@ const getBodySchema = z.object(retrieveFields).meta({ id: 'NodeGet' });
 
 type RetrieveBody = z.output<typeof getBodySchema>;
 
-const actionParams = z.object({ ae_title: z.string().meta({ description: 'AE title of a registered node (exact, case-sensitive)' }) });
-const waitQuery = z.object({ wait: z.enum(['true', 'false']).optional().meta({ description: 'Answer when the job has finished' }) });
+/** Shared by every node action route (here and in nodes.ts). */
+export const actionParams = z.object({ ae_title: z.string().meta({ description: 'AE title of a registered node (exact, case-sensitive)' }) });
+export const waitQuery = z.object({ wait: z.enum(['true', 'false']).optional().meta({ description: 'Answer when the job has finished' }) });
 
-function targetOf(node: NodeRecord): DimseTarget {
+export function targetOf(node: NodeRecord): DimseTarget {
   return { host: node.host, port: node.port, calledAe: node.aeTitle };
+}
+
+/** A job route's answer: 202 with the job id, or (?wait=true) 200 with the finished job. */
+export async function answerJob(reply: FastifyReply, waitForIt: boolean, started: StartedJob): Promise<FastifyReply> {
+  if (!waitForIt) return reply.code(202).send({ job_id: started.job.id });
+  const done = await started.done;
+  return reply.code(200).send({ job_id: done.id, ...jobJson(done) });
 }
 
 function invalid(field: string, message: string): ArchiveError {
@@ -202,13 +210,6 @@ export function registerNodeRetrieveRoutes(app: FastifyInstance, deps: NodeRetri
   const { nodes, scu, jobs, archive } = deps;
   const r = app.withTypeProvider<ZodTypeProvider>();
 
-  /** 202 with the job id, or (?wait=true) 200 with the finished job. */
-  const answer = async (reply: FastifyReply, waitForIt: boolean, started: StartedJob): Promise<FastifyReply> => {
-    if (!waitForIt) return reply.code(202).send({ job_id: started.job.id });
-    const done = await started.done;
-    return reply.code(200).send({ job_id: done.id, ...jobJson(done) });
-  };
-
   r.post('/api/nodes/:ae_title/move', {
     schema: {
       tags: ['nodes'],
@@ -235,7 +236,7 @@ export function registerNodeRetrieveRoutes(app: FastifyInstance, deps: NodeRetri
       (run) => runRetrieve(run, (onProgress) => scu.move(target, retrieve, { destination, signal: run.signal, onProgress })),
       b.study_uid !== undefined ? { studyUid: b.study_uid } : undefined,
     );
-    return answer(reply, request.query.wait === 'true', started);
+    return answerJob(reply, request.query.wait === 'true', started);
   });
 
   r.post('/api/nodes/:ae_title/get', {
@@ -273,6 +274,6 @@ export function registerNodeRetrieveRoutes(app: FastifyInstance, deps: NodeRetri
         }),
       b.study_uid !== undefined ? { studyUid: b.study_uid } : undefined,
     );
-    return answer(reply, request.query.wait === 'true', started);
+    return answerJob(reply, request.query.wait === 'true', started);
   });
 }

@@ -13,8 +13,7 @@ import type { InstanceRow } from '../../storage/metadata.js';
 import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
 import { errorResponses, errorSchema, intQuery, uidParam } from '../schemas.js';
-import { jobJson } from './jobs.js';
-import { jobAcceptedSchema, jobDoneSchema, registerNodeRetrieveRoutes, type NodeRetrieveScu } from './node-retrieve.js';
+import { actionParams, answerJob, jobAcceptedSchema, jobDoneSchema, registerNodeRetrieveRoutes, targetOf, waitQuery, type NodeRetrieveScu } from './node-retrieve.js';
 import { listSchema } from './resources.js';
 
 /** SPEC §5: /api/nodes — the remote DICOM nodes (AE whitelist, move destinations, SCU peers). */
@@ -255,11 +254,6 @@ const storeBodySchema = z
   })
   .meta({ id: 'NodeStore' });
 
-const actionParams = z.object({ ae_title: z.string().meta({ description: 'AE title of a registered node (exact, case-sensitive)' }) });
-
-function targetOf(node: NodeRecord): DimseTarget {
-  return { host: node.host, port: node.port, calledAe: node.aeTitle };
-}
 
 function scuErrorCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
@@ -353,7 +347,7 @@ function registerNodeActionRoutes(app: FastifyInstance, deps: ActionDeps): void 
       description:
         'Starts a job (GET /api/jobs/{id} for progress: remaining, completed, failed, warning, failed_uids). 202 with the job id; with ?wait=true, 200 with the finished job. Instances the node refuses count as failed; a node that cannot be reached fails the job.',
       params: actionParams,
-      querystring: z.object({ wait: z.enum(['true', 'false']).optional().meta({ description: 'Answer when the job has finished' }) }),
+      querystring: waitQuery,
       body: storeBodySchema,
       response: { 200: jobDoneSchema, 202: jobAcceptedSchema, ...errorResponses(400, 404) },
     },
@@ -393,10 +387,6 @@ function registerNodeActionRoutes(app: FastifyInstance, deps: ActionDeps): void 
       });
       await Promise.all(reports);
     }, { studyUid: b.study_uid });
-    if (request.query.wait === 'true') {
-      const done = await started.done;
-      return reply.code(200).send({ job_id: done.id, ...jobJson(done) });
-    }
-    return reply.code(202).send({ job_id: started.job.id });
+    return answerJob(reply, request.query.wait === 'true', started);
   });
 }
