@@ -29,6 +29,16 @@ export interface IngestInput {
   body: AsyncIterable<Uint8Array> | Readable;
   /** STOW-RS /studies/{study}: instances of another study fail with STUDY_MISMATCH (A901). */
   expectedStudyUid?: string;
+  /**
+   * Called once the body has been read to its end (or abandoned), before the blob is made
+   * durable and the index commits: a caller may start reading its next input meanwhile.
+   */
+  onBodyConsumed?: () => void;
+  /**
+   * The index commit waits for this to settle first, so that instances received in one order
+   * commit in that order (the last of two copies of one SOP Instance wins, as if sequential).
+   */
+  commitAfter?: Promise<unknown>;
 }
 
 /** The header reader may lag behind the pump; past this many queued bytes the pump waits for it. */
@@ -106,6 +116,7 @@ export async function ingestInstance(deps: IngestDeps, ctx: CallContext, input: 
   }
   queue.end();
   if (!sinkFailed) sink.end();
+  input.onBodyConsumed?.();
 
   let header: ParsedHeader | undefined;
   let headerError: unknown;
@@ -144,6 +155,7 @@ export async function ingestInstance(deps: IngestDeps, ctx: CallContext, input: 
   }
 
   const digest = hash.digest('hex');
+  if (input.commitAfter) await input.commitAfter.catch(() => undefined);
   const outcome = await commit(deps, ctx, { header, key, size, sha256: digest, expectedStudyUid: input.expectedStudyUid, receivedAt: now() });
   if (!outcome.ok || outcome.disposition === 'duplicate') await discard();
   return outcome;

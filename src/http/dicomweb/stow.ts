@@ -53,6 +53,9 @@ async function* limited(body: Readable, max: number, onExceeded: () => void): As
   }
 }
 
+/** Parts of one request between receipt and commit at once (their bodies are already on disk). */
+const MAX_PARTS_IN_FLIGHT = 4;
+
 const us = (n: number): DicomJsonElement => ({ vr: 'US', Value: [n] });
 const ui = (s: string): DicomJsonElement => ({ vr: 'UI', Value: [s] });
 
@@ -75,12 +78,27 @@ export function registerStow(app: FastifyInstance, opts: DicomwebRouteOptions): 
     let overLimit = false;
     const body = limited(raw, opts.maxRequestBytes, () => (overLimit = true));
     const ctx = callContext(request, 'dicomweb');
-    const outcomes: IngestOutcome[] = [];
-    const ingest = (part: AsyncIterable<Uint8Array>): Promise<IngestOutcome> =>
-      opts.archive.ingest(ctx, { body: part, ...(studyUid !== undefined ? { expectedStudyUid: studyUid } : {}) });
+    // Outcomes in part order. The parts of one request overlap: the next part is read while the
+    // previous one is made durable and committed (commits still in part order, via commitAfter).
+    const pending: Promise<IngestOutcome>[] = [];
+    let previous: Promise<unknown> | undefined;
+    const ingest = (part: AsyncIterable<Uint8Array>, onBodyConsumed?: () => void): Promise<IngestOutcome> => {
+      const outcome = opts.archive.ingest(ctx, {
+        body: part,
+        ...(studyUid !== undefined ? { expectedStudyUid: studyUid } : {}),
+        ...(onBodyConsumed ? { onBodyConsumed } : {}),
+        ...(previous ? { commitAfter: previous } : {}),
+      });
+      // Awaited later with the others: marked handled now so a rejection meanwhile is not "unhandled".
+      outcome.catch(() => undefined);
+      previous = outcome;
+      pending.push(outcome);
+      return outcome;
+    };
+    let parseError: unknown;
 
     if (ct.type === 'application/dicom') {
-      outcomes.push(await ingest(body));
+      await ingest(body);
     } else if (ct.type === 'multipart/related') {
       const partType = (ct.params['type'] ?? 'application/dicom').toLowerCase();
       if (partType !== 'application/dicom') {
@@ -93,24 +111,36 @@ export function registerStow(app: FastifyInstance, opts: DicomwebRouteOptions): 
           const partCt = part.contentType?.split(';')[0]?.trim().toLowerCase();
           if (partCt !== undefined && partCt !== 'application/dicom') {
             part.body.resume();
-            outcomes.push({ ok: false, failure: IngestFailure.NOT_PARSEABLE, warnings: [], message: `part of type ${partCt} is not application/dicom` });
+            pending.push(Promise.resolve({ ok: false, failure: IngestFailure.NOT_PARSEABLE, warnings: [], message: `part of type ${partCt} is not application/dicom` }));
             continue;
           }
-          const outcome = await ingest(part.body);
-          if (overLimit && !outcome.ok) outcome.failure = IngestFailure.OUT_OF_RESOURCES;
-          outcomes.push(outcome);
+          // The parser may read on only once this part's body has been consumed.
+          let consumed!: () => void;
+          const bodyConsumed = new Promise<void>((resolve) => (consumed = resolve));
+          await Promise.race([bodyConsumed, ingest(part.body, consumed)]);
           if (overLimit) break;
+          // Bounded overlap: at most MAX_PARTS_IN_FLIGHT parts between receipt and commit.
+          const oldest = pending[pending.length - MAX_PARTS_IN_FLIGHT];
+          if (oldest) await oldest;
         }
       } catch (err) {
-        if (!(err instanceof MultipartError) && !(err instanceof RequestLimitExceeded)) throw err;
-        if (outcomes.length === 0 && !overLimit) {
-          return sendError(reply, 400, 'BAD_REQUEST', `the body is not valid multipart/related: ${err.message}`, { reason: err instanceof MultipartError ? err.code : 'LIMIT' });
+        if (!(err instanceof MultipartError) && !(err instanceof RequestLimitExceeded)) {
+          await Promise.allSettled(pending);
+          throw err;
         }
-        if (overLimit && outcomes.length === 0) outcomes.push({ ok: false, failure: IngestFailure.OUT_OF_RESOURCES, warnings: [], message: 'request body larger than max_request_bytes' });
-        // A part already failed because its stream broke; the rest of the body is not read.
+        parseError = err;
       }
     } else {
       return sendError(reply, 415, 'UNSUPPORTED_MEDIA_TYPE', 'STOW-RS accepts multipart/related; type="application/dicom" or application/dicom');
+    }
+    const outcomes = await Promise.all(pending);
+    if (parseError !== undefined) {
+      const err = parseError as MultipartError | RequestLimitExceeded;
+      if (outcomes.length === 0 && !overLimit) {
+        return sendError(reply, 400, 'BAD_REQUEST', `the body is not valid multipart/related: ${err.message}`, { reason: err instanceof MultipartError ? err.code : 'LIMIT' });
+      }
+      if (overLimit && outcomes.length === 0) outcomes.push({ ok: false, failure: IngestFailure.OUT_OF_RESOURCES, warnings: [], message: 'request body larger than max_request_bytes' });
+      // A part already failed because its stream broke; the rest of the body is not read.
     }
     if (overLimit) {
       // The rest of the body was not read: this connection cannot carry another request.

@@ -4,6 +4,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StorageError } from '../errors.js';
+import { createPathSync, type PathSync } from '../path-sync.js';
 import type {
   BlobGetOptions,
   BlobListOptions,
@@ -105,6 +106,24 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
     return tmpReady;
   }
 
+  /**
+   * The fsync of a directory after a rename into it: one kept handle per directory (keys share a
+   * few `YYYY/MM` folders), and puts renaming into the same folder meanwhile share one fsync.
+   */
+  const dirSyncs = new Map<string, PathSync>();
+  function syncDir(dir: string): Promise<void> {
+    let s = dirSyncs.get(dir);
+    if (!s) {
+      if (dirSyncs.size >= 64) {
+        for (const old of dirSyncs.values()) void old.close();
+        dirSyncs.clear();
+      }
+      s = createPathSync(dir);
+      dirSyncs.set(dir, s);
+    }
+    return s.sync();
+  }
+
   /** Directories known to exist: keys share a few `YYYY/MM` folders, so mkdir is rarely needed. */
   const knownDirs = new Set<string>();
 
@@ -167,10 +186,12 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
       });
       await pipeline(body, count, out, signal ? { signal } : {});
       if (doFsync) await fh.sync();
-      await fh.close();
       // An abort that arrives after the last byte still wins, as long as nothing is visible yet.
       signal?.throwIfAborted();
       await ensureDir(dirname(target));
+      // The handle is closed while the rename runs (one thread-pool round trip fewer).
+      const closing = fh.close();
+      closing.catch(() => undefined);
       await rename(tmp, target).catch(async (e: unknown) => {
         if (!isErrno(e, 'ENOENT')) throw e;
         // The folder was removed since it was created (by hand): create it again once.
@@ -179,7 +200,8 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
         await rename(tmp, target);
       });
       committed = true;
-      if (doFsync) await fsyncPath(dirname(target));
+      await closing;
+      if (doFsync) await syncDir(dirname(target));
       return { key, size };
     } finally {
       if (!committed) {
@@ -336,7 +358,11 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
     list: (listOptions: BlobListOptions = {}) => walk(root, listOptions.prefix, listOptions),
     cleanupTemporary,
     check,
-    close: async () => {},
+    close: async () => {
+      const syncs = [...dirSyncs.values()];
+      dirSyncs.clear();
+      await Promise.all(syncs.map((s) => s.close()));
+    },
   };
 }
 

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type SqlBool } from 'kysely';
 import type { Query } from '../../dicom/query-model.js';
 import type { DicomJsonDataset } from '../../dicom/types.js';
 import type {
@@ -58,26 +58,29 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       .execute();
   }
 
-  async function adjustStudy(trx: Db, id: number, dSeries: number, dInstances: number, dBytes: number): Promise<void> {
-    if (dSeries === 0 && dInstances === 0 && dBytes === 0) return;
+  /** Counter deltas; with `touch`, the row's updated_at too (an ingest always touches its study and series). */
+  async function adjustStudy(trx: Db, id: number, dSeries: number, dInstances: number, dBytes: number, touch?: string | Date): Promise<void> {
+    if (dSeries === 0 && dInstances === 0 && dBytes === 0 && touch === undefined) return;
     await trx
       .updateTable('studies')
       .set({
         num_series: sql<number>`num_series + ${dSeries}`,
         num_instances: sql<number>`num_instances + ${dInstances}`,
         total_bytes: sql<number>`total_bytes + ${dBytes}`,
+        ...(touch === undefined ? {} : { updated_at: touch }),
       })
       .where('id', '=', id)
       .execute();
   }
 
-  async function adjustSeries(trx: Db, id: number, dInstances: number, dBytes: number): Promise<void> {
-    if (dInstances === 0 && dBytes === 0) return;
+  async function adjustSeries(trx: Db, id: number, dInstances: number, dBytes: number, touch?: string | Date): Promise<void> {
+    if (dInstances === 0 && dBytes === 0 && touch === undefined) return;
     await trx
       .updateTable('series')
       .set({
         num_instances: sql<number>`num_instances + ${dInstances}`,
         total_bytes: sql<number>`total_bytes + ${dBytes}`,
+        ...(touch === undefined ? {} : { updated_at: touch }),
       })
       .where('id', '=', id)
       .execute();
@@ -126,6 +129,16 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       .execute();
   }
 
+  /**
+   * `table.column IS DISTINCT FROM value` for any of `cols` (NULL-safe, both dialects): the filter
+   * of an attribute update, so that one changing nothing writes nothing — SQLite rewrites every
+   * index whose column is in SET whatever the values, and PostgreSQL then keeps the update HOT.
+   */
+  function anyDistinct(table: 'patients' | 'studies' | 'series', cols: Record<string, unknown>): RawBuilder<SqlBool> {
+    const terms = Object.entries(cols).map(([column, value]) => sql<SqlBool>`${sql.ref(`${table}.${column}`)} IS DISTINCT FROM ${value}`);
+    return sql<SqlBool>`(${sql.join(terms, sql` OR `)})`;
+  }
+
   // ---- commit ----------------------------------------------------------------------------
 
   async function commitIn(trx: Db, r: InstanceRecord, options: CommitOptions): Promise<CommitResult> {
@@ -157,7 +170,9 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       study0 !== undefined && (study0.patient_id !== r.patient.patient_id || study0.issuer !== r.patient.issuer);
     if (patientMismatch && options.onPatientMismatch === 'reject') return { kind: 'rejected-patient-mismatch' };
 
-    // Patient: upsert by (patient_id, issuer); attributes follow the last stored instance.
+    // Patient: upsert by (patient_id, issuer); attributes follow the last stored instance. Every
+    // attribute update below is filtered by anyDistinct(): an instance that changes nothing (the
+    // usual case: the next instance of a known study) rewrites no row and no index entry.
     const p = r.patient;
     const patientCols = {
       patient_name: p.patient_name,
@@ -165,18 +180,36 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       birth_date: p.birth_date,
       sex: p.sex,
       header: patientHeader,
-      updated_at: now,
     };
-    const patient = await trx
-      .insertInto('patients')
-      .values({ patient_id: p.patient_id, issuer: p.issuer, ...patientCols, num_studies: 0, created_at: now })
-      .onConflict((oc) => oc.columns(['patient_id', 'issuer']).doUpdateSet(patientCols))
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    const patientId = patient.id;
+    let patientId: number;
+    if (study0 && !patientMismatch) {
+      patientId = study0.patient_fk;
+      await trx
+        .updateTable('patients')
+        .set({ ...patientCols, updated_at: now })
+        .where('id', '=', patientId)
+        .where(anyDistinct('patients', patientCols))
+        .execute();
+    } else {
+      const inserted = await trx
+        .insertInto('patients')
+        .values({ patient_id: p.patient_id, issuer: p.issuer, ...patientCols, num_studies: 0, created_at: now, updated_at: now })
+        .onConflict((oc) => oc.columns(['patient_id', 'issuer']).doUpdateSet({ ...patientCols, updated_at: now }).where(anyDistinct('patients', patientCols)))
+        .returning('id')
+        .executeTakeFirst();
+      // No row back: the patient exists and nothing changed.
+      patientId =
+        inserted?.id ??
+        (await trx
+          .selectFrom('patients')
+          .select('id')
+          .where('patient_id', '=', p.patient_id)
+          .where('issuer', '=', p.issuer)
+          .executeTakeFirstOrThrow()).id;
+    }
 
     // Study.
-    const studyCols = { ...r.study, header: studyHeader, updated_at: now };
+    const studyCols = { ...r.study, header: studyHeader };
     let studyId: number;
     if (study0) {
       studyId = study0.id;
@@ -186,7 +219,12 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
         await adjustPatient(trx, patientId, 1);
         await prunePatient(trx, study0.patient_fk);
       }
-      await trx.updateTable('studies').set(studyCols).where('id', '=', studyId).execute();
+      await trx
+        .updateTable('studies')
+        .set({ ...studyCols, updated_at: now })
+        .where('id', '=', studyId)
+        .where(anyDistinct('studies', studyCols))
+        .execute();
     } else {
       const ins = await trx
         .insertInto('studies')
@@ -198,6 +236,7 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
           num_instances: 0,
           total_bytes: 0,
           received_at: dialect.toDbTime(r.receivedAt),
+          updated_at: now,
         })
         .returning('id')
         .executeTakeFirstOrThrow();
@@ -205,15 +244,16 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       await adjustPatient(trx, patientId, 1);
     }
 
-    // Series.
+    // Series. A new series is counted in its study by the study's counter update below.
     let seriesQ = trx
       .selectFrom('series')
       .select(['id', 'study_fk', 'num_instances', 'total_bytes'])
       .where('series_uid', '=', r.seriesUid);
     if (dialect.rowLocks) seriesQ = seriesQ.forUpdate();
     const series0 = await seriesQ.executeTakeFirst();
-    const seriesCols = { ...r.series, header: seriesHeader, updated_at: now };
+    const seriesCols = { ...r.series, header: seriesHeader };
     let seriesId: number;
+    let newSeries = 0;
     if (series0) {
       seriesId = series0.id;
       if (series0.study_fk !== studyId) {
@@ -225,7 +265,12 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
         await adjustStudy(trx, studyId, 1, n, bytes);
         await pruneStudy(trx, series0.study_fk);
       }
-      await trx.updateTable('series').set(seriesCols).where('id', '=', seriesId).execute();
+      await trx
+        .updateTable('series')
+        .set({ ...seriesCols, updated_at: now })
+        .where('id', '=', seriesId)
+        .where(anyDistinct('series', seriesCols))
+        .execute();
     } else {
       const ins = await trx
         .insertInto('series')
@@ -236,14 +281,15 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
           num_instances: 0,
           total_bytes: 0,
           received_at: dialect.toDbTime(r.receivedAt),
+          updated_at: now,
         })
         .returning('id')
         .executeTakeFirstOrThrow();
       seriesId = ins.id;
-      await adjustStudy(trx, studyId, 1, 0, 0);
+      newSeries = 1;
     }
 
-    // Instance.
+    // Instance. The counters (and updated_at) of its series and study: one statement each.
     const instanceCols = {
       series_fk: seriesId,
       sop_class_uid: r.instance.sop_class_uid,
@@ -260,8 +306,8 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       const oldSize = num(existing.size);
       await trx.updateTable('instances').set(instanceCols).where('id', '=', existing.id).execute();
       if (existing.series_fk === seriesId) {
-        await adjustSeries(trx, seriesId, 0, r.blob.size - oldSize);
-        await adjustStudy(trx, studyId, 0, 0, r.blob.size - oldSize);
+        await adjustSeries(trx, seriesId, 0, r.blob.size - oldSize, now);
+        await adjustStudy(trx, studyId, newSeries, 0, r.blob.size - oldSize, now);
       } else {
         const oldSeries = await trx
           .selectFrom('series')
@@ -270,8 +316,9 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
           .executeTakeFirstOrThrow();
         await adjustSeries(trx, existing.series_fk, -1, -oldSize);
         await adjustStudy(trx, oldSeries.study_fk, 0, -1, -oldSize);
-        await adjustSeries(trx, seriesId, 1, r.blob.size);
-        await adjustStudy(trx, studyId, 0, 1, r.blob.size);
+        await adjustSeries(trx, seriesId, 1, r.blob.size, now);
+        // Before pruning: the instance's study must already count its new series.
+        await adjustStudy(trx, studyId, newSeries, 1, r.blob.size, now);
         await pruneSeries(trx, existing.series_fk);
       }
       await appendChange(trx, 'replaced', 'instance', uids);
@@ -281,8 +328,8 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       .insertInto('instances')
       .values({ sop_uid: r.sopUid, ...instanceCols })
       .execute();
-    await adjustSeries(trx, seriesId, 1, r.blob.size);
-    await adjustStudy(trx, studyId, 0, 1, r.blob.size);
+    await adjustSeries(trx, seriesId, 1, r.blob.size, now);
+    await adjustStudy(trx, studyId, newSeries, 1, r.blob.size, now);
     await appendChange(trx, 'stored', 'instance', uids);
     return { kind: 'stored', patientMismatch };
   }

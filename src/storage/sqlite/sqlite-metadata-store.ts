@@ -1,11 +1,12 @@
-import { mkdirSync, statSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect, sql } from 'kysely';
 import type { JobStore } from '../jobs.js';
 import type { MetadataStore } from '../metadata.js';
 import type { NodeStore } from '../nodes.js';
+import { createPathSync } from '../path-sync.js';
 import { sqliteDialect } from '../sql/dialect.js';
 import { runMigrations, type AppliedMigration, type Migration, type MigrationDriver } from '../sql/migrator.js';
 import type { IndexDatabase } from '../sql/schema.js';
@@ -62,10 +63,17 @@ export function createSqliteStores(options: SqliteMetadataStoreOptions): SqliteS
   // fsync (the WAL is still synced before every checkpoint, the database after it), and the
   // group-commit writer syncs the WAL itself, in libuv's thread pool, before it answers (ADR 0012).
   raw.pragma(memory ? 'synchronous = FULL' : 'synchronous = NORMAL');
-  const wal = memory ? undefined : createWalSync(`${resolve(options.path)}-wal`, options.walFsync ?? ((fh) => fh.sync()));
+  // SQLite keeps the same WAL inode while a connection is open (it truncates or rewrites, never
+  // unlinks); the directory is synced once after the file is first opened so its entry is durable.
+  const wal = memory
+    ? undefined
+    : createPathSync(`${resolve(options.path)}-wal`, { syncParentOnOpen: true, ...(options.walFsync ? { fsync: options.walFsync } : {}) });
   raw.pragma('foreign_keys = ON');
   // DICOM wildcard matching is case-sensitive (PN is matched on normalised columns).
   raw.pragma('case_sensitive_like = ON');
+  // The statement journal of a group commit's savepoints (and sorter spills) in memory, not in a
+  // fresh file under /var/tmp per transaction.
+  raw.pragma('temp_store = MEMORY');
 
   // kysely prepares every statement anew; the hot paths (ingest, QIDO) repeat the same few SQL
   // texts, so prepared statements are kept by text (SQLite re-prepares them itself after a schema
@@ -185,16 +193,27 @@ function createGroupCommit(db: Kysely<IndexDatabase>, durable: () => Promise<voi
             return;
           }
           const outcomes: ({ ok: true; value: unknown } | { ok: false; err: unknown })[] = [];
-          for (const p of batch) {
-            await sql`SAVEPOINT write_item`.execute(conn);
+          if (batch.length === 1 && batch[0]) {
+            // Alone in its transaction: no savepoint (nor its statement journal) is needed.
             try {
-              const value = await p.fn(conn);
-              await sql`RELEASE write_item`.execute(conn);
-              outcomes.push({ ok: true, value });
+              outcomes.push({ ok: true, value: await batch[0].fn(conn) });
             } catch (err) {
-              await sql`ROLLBACK TO write_item`.execute(conn).catch(() => undefined);
-              await sql`RELEASE write_item`.execute(conn).catch(() => undefined);
-              outcomes.push({ ok: false, err });
+              await sql`ROLLBACK`.execute(conn).catch(() => undefined);
+              batch[0].reject(err);
+              return;
+            }
+          } else {
+            for (const p of batch) {
+              await sql`SAVEPOINT write_item`.execute(conn);
+              try {
+                const value = await p.fn(conn);
+                await sql`RELEASE write_item`.execute(conn);
+                outcomes.push({ ok: true, value });
+              } catch (err) {
+                await sql`ROLLBACK TO write_item`.execute(conn).catch(() => undefined);
+                await sql`RELEASE write_item`.execute(conn).catch(() => undefined);
+                outcomes.push({ ok: false, err });
+              }
             }
           }
           try {
@@ -231,86 +250,6 @@ function createGroupCommit(db: Kysely<IndexDatabase>, durable: () => Promise<voi
           setImmediate(() => void drain());
         }
       });
-    },
-  };
-}
-
-/**
- * fsync of the WAL file from libuv's thread pool. Linux syncs an inode whatever descriptor asks, so
- * a read-only handle of our own covers every frame SQLite wrote before the call. SQLite keeps the
- * same WAL inode while a connection is open (it truncates or rewrites, never unlinks); the inode is
- * still compared on each sync so that a replaced file is reopened, and the directory is synced once
- * after the file is first opened so its entry is durable too.
- */
-function createWalSync(walPath: string, fsync: (wal: FileHandle) => Promise<void>): { sync(): Promise<void>; close(): Promise<void> } {
-  let handle: { fh: FileHandle; ino: number } | undefined;
-  let opening: Promise<{ fh: FileHandle; ino: number }> | undefined;
-  let closed = false;
-
-  async function openHandle(): Promise<{ fh: FileHandle; ino: number }> {
-    const fh = await open(walPath, 'r');
-    const ino = (await fh.stat()).ino;
-    const dir = await open(dirname(walPath), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
-    return { fh, ino };
-  }
-
-  async function current(): Promise<{ fh: FileHandle; ino: number }> {
-    let ino: number;
-    try {
-      ino = statSync(walPath).ino;
-    } catch {
-      ino = -1;
-    }
-    if (handle && handle.ino === ino) return handle;
-    if (!opening) {
-      const previous = handle;
-      handle = undefined;
-      opening = openHandle().finally(() => {
-        opening = undefined;
-      });
-      if (previous) void previous.fh.close().catch(() => undefined);
-      handle = await opening;
-      return handle;
-    }
-    return opening;
-  }
-
-  // One fsync at a time: a caller arriving while one runs waits for the next, which starts after it
-  // (the running one may have begun before the caller's COMMIT); callers arriving meanwhile share it.
-  let running: Promise<void> | undefined;
-  let next: Promise<void> | undefined;
-  const syncOnce = async (): Promise<void> => {
-    if (closed) return;
-    await fsync((await current()).fh);
-  };
-  const sync = (): Promise<void> => {
-    if (!running) {
-      running = syncOnce().finally(() => {
-        running = undefined;
-      });
-      return running;
-    }
-    next ??= running
-      .catch(() => undefined)
-      .then(() => {
-        next = undefined;
-        return sync();
-      });
-    return next;
-  };
-
-  return {
-    sync,
-    async close() {
-      closed = true;
-      const h = handle ?? (await opening?.catch(() => undefined));
-      handle = undefined;
-      await h?.fh.close().catch(() => undefined);
     },
   };
 }
