@@ -14,10 +14,7 @@ import { buildHttpApp } from './http/app.js';
 import type { Logger } from './logging.js';
 import type { BlobStore } from './storage/blobs.js';
 import { createFsBlobStore } from './storage/fs/fs-blob-store.js';
-import { createS3BlobStore } from './storage/s3/s3-blob-store.js';
-import { s3OptionsFromConfig } from './storage/s3/s3-config.js';
 import type { MetadataStore } from './storage/metadata.js';
-import { createPostgresStores } from './storage/postgres/postgres-stores.js';
 import { createSqliteStores } from './storage/sqlite/sqlite-metadata-store.js';
 import type { JobStore } from './storage/jobs.js';
 import type { NodeStore } from './storage/nodes.js';
@@ -70,8 +67,14 @@ export interface Stores {
 /** Opens the configured MetadataStore and BlobStore (and migrates when run_migrations is on). */
 export async function openStores(config: Config, logger: Logger, options: { migrate?: boolean } = {}): Promise<Stores> {
   // Blobs first: a missing bucket is a clear start-up error before anything else is touched.
+  // The S3 and PostgreSQL adapters (AWS SDK, pg: ~50 MB of memory together) load only when
+  // configured: a standalone archive never pays for them.
   let blobs: BlobStore;
   if (config.storage.backend === 's3') {
+    const [{ createS3BlobStore }, { s3OptionsFromConfig }] = await Promise.all([
+      import('./storage/s3/s3-blob-store.js'),
+      import('./storage/s3/s3-config.js'),
+    ]);
     blobs = createS3BlobStore(s3OptionsFromConfig(config.storage));
     try {
       await blobs.check();
@@ -90,6 +93,7 @@ export async function openStores(config: Config, logger: Logger, options: { migr
     if (dbPath !== ':memory:') mkdirSync(path.dirname(dbPath), { recursive: true });
     db = createSqliteStores({ path: dbPath });
   } else {
+    const { createPostgresStores } = await import('./storage/postgres/postgres-stores.js');
     db = createPostgresStores({
       url: config.database.url,
       maxConnections: config.database.max_connections,

@@ -10,10 +10,14 @@ import type {
   InstanceRow,
   InstanceScope,
   MetadataStore,
+  PatientColumns,
   QueryRows,
   RemoveResult,
+  SeriesColumns,
   StoreStatistics,
+  StudyColumns,
 } from '../metadata.js';
+import { prepared } from './prepared.js';
 import { countMatches, selectInstances, selectPatients, selectSeries, selectStudies } from './compile-query.js';
 import type { Dialect } from './dialect.js';
 import { getSeries, getStudy, listSeries, listSeriesInstances, listStudies, modalitiesOf, statisticsQueries } from './rest-queries.js';
@@ -51,39 +55,18 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
 
   async function adjustPatient(trx: Db, id: number, dStudies: number): Promise<void> {
     if (dStudies === 0) return;
-    await trx
-      .updateTable('patients')
-      .set({ num_studies: sql<number>`num_studies + ${dStudies}` })
-      .where('id', '=', id)
-      .execute();
+    await stmt.adjustPatient(trx, { id, d: dStudies });
   }
 
   /** Counter deltas; with `touch`, the row's updated_at too (an ingest always touches its study and series). */
   async function adjustStudy(trx: Db, id: number, dSeries: number, dInstances: number, dBytes: number, touch?: string | Date): Promise<void> {
-    if (dSeries === 0 && dInstances === 0 && dBytes === 0 && touch === undefined) return;
-    await trx
-      .updateTable('studies')
-      .set({
-        num_series: sql<number>`num_series + ${dSeries}`,
-        num_instances: sql<number>`num_instances + ${dInstances}`,
-        total_bytes: sql<number>`total_bytes + ${dBytes}`,
-        ...(touch === undefined ? {} : { updated_at: touch }),
-      })
-      .where('id', '=', id)
-      .execute();
+    if (touch !== undefined) await stmt.adjustStudyTouch(trx, { id, dSeries, dInstances, dBytes, now: touch });
+    else if (dSeries !== 0 || dInstances !== 0 || dBytes !== 0) await stmt.adjustStudy(trx, { id, dSeries, dInstances, dBytes });
   }
 
   async function adjustSeries(trx: Db, id: number, dInstances: number, dBytes: number, touch?: string | Date): Promise<void> {
-    if (dInstances === 0 && dBytes === 0 && touch === undefined) return;
-    await trx
-      .updateTable('series')
-      .set({
-        num_instances: sql<number>`num_instances + ${dInstances}`,
-        total_bytes: sql<number>`total_bytes + ${dBytes}`,
-        ...(touch === undefined ? {} : { updated_at: touch }),
-      })
-      .where('id', '=', id)
-      .execute();
+    if (touch !== undefined) await stmt.adjustSeriesTouch(trx, { id, dInstances, dBytes, now: touch });
+    else if (dInstances !== 0 || dBytes !== 0) await stmt.adjustSeries(trx, { id, dInstances, dBytes });
   }
 
   /** Deletes the patient when it has no study left. */
@@ -116,17 +99,14 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
     level: ChangeRow['level'],
     uids: { studyUid: string; seriesUid?: string | null; sopUid?: string | null },
   ): Promise<void> {
-    await trx
-      .insertInto('changes')
-      .values({
-        kind,
-        level,
-        study_uid: uids.studyUid,
-        series_uid: uids.seriesUid ?? null,
-        sop_uid: uids.sopUid ?? null,
-        at: dialect.toDbTime(new Date()),
-      })
-      .execute();
+    await stmt.appendChange(trx, {
+      kind,
+      level,
+      study_uid: uids.studyUid,
+      series_uid: uids.seriesUid ?? null,
+      sop_uid: uids.sopUid ?? null,
+      at: dialect.toDbTime(new Date()),
+    });
   }
 
   /**
@@ -134,38 +114,184 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
    * of an attribute update, so that one changing nothing writes nothing — SQLite rewrites every
    * index whose column is in SET whatever the values, and PostgreSQL then keeps the update HOT.
    */
-  function anyDistinct(table: 'patients' | 'studies' | 'series', cols: Record<string, unknown>): RawBuilder<SqlBool> {
+  function anyDistinct(table: 'patients' | 'studies' | 'series', cols: object): RawBuilder<SqlBool> {
     const terms = Object.entries(cols).map(([column, value]) => sql<SqlBool>`${sql.ref(`${table}.${column}`)} IS DISTINCT FROM ${value}`);
     return sql<SqlBool>`(${sql.join(terms, sql` OR `)})`;
   }
+
+  // ---- the ingest statements, compiled once (prepared.ts) --------------------------------------
+  // Value shapes: the record's column objects plus ids, JSON headers and timestamps.
+
+  type Time = string | Date;
+  type PatientAttrs = Pick<PatientColumns, 'patient_name' | 'patient_name_norm' | 'birth_date' | 'sex'> & { header: string };
+  type StudyAttrs = StudyColumns & { header: string };
+  type SeriesAttrs = SeriesColumns & { header: string };
+  const patientAttrs = (v: PatientAttrs): PatientAttrs => ({
+    patient_name: v.patient_name,
+    patient_name_norm: v.patient_name_norm,
+    birth_date: v.birth_date,
+    sex: v.sex,
+    header: v.header,
+  });
+  const studyAttrs = (v: StudyAttrs): StudyAttrs => ({
+    study_date: v.study_date,
+    study_time: v.study_time,
+    accession_number: v.accession_number,
+    referring_physician: v.referring_physician,
+    referring_physician_norm: v.referring_physician_norm,
+    study_description: v.study_description,
+    study_id: v.study_id,
+    header: v.header,
+  });
+  const seriesAttrs = (v: SeriesAttrs): SeriesAttrs => ({
+    modality: v.modality,
+    series_number: v.series_number,
+    series_description: v.series_description,
+    series_date: v.series_date,
+    series_time: v.series_time,
+    pps_start_date: v.pps_start_date,
+    pps_start_time: v.pps_start_time,
+    body_part: v.body_part,
+    header: v.header,
+  });
+
+  interface InstanceValues {
+    series_fk: number;
+    sop_class_uid: string;
+    instance_number: number | null;
+    transfer_syntax: string;
+    blob_key: string;
+    size: number;
+    sha256: string;
+    received_at: Time;
+    header: string;
+  }
+  const instanceValues = (v: InstanceValues): InstanceValues => ({
+    series_fk: v.series_fk,
+    sop_class_uid: v.sop_class_uid,
+    instance_number: v.instance_number,
+    transfer_syntax: v.transfer_syntax,
+    blob_key: v.blob_key,
+    size: v.size,
+    sha256: v.sha256,
+    received_at: v.received_at,
+    header: v.header,
+  });
+
+  const stmt = {
+    instanceBySop: prepared((trx, v: { sop: string }) => {
+      const q = trx.selectFrom('instances').select(['id', 'sha256', 'blob_key', 'size', 'series_fk']).where('sop_uid', '=', v.sop);
+      return dialect.rowLocks ? q.forUpdate() : q;
+    }),
+    studyByUid: prepared((trx, v: { study: string }) => {
+      const q = trx
+        .selectFrom('studies as st')
+        .innerJoin('patients as p', 'p.id', 'st.patient_fk')
+        .select(['st.id', 'st.patient_fk', 'p.patient_id', 'p.issuer'])
+        .where('st.study_uid', '=', v.study);
+      return dialect.rowLocks ? q.forUpdate() : q;
+    }),
+    seriesByUid: prepared((trx, v: { series: string }) => {
+      const q = trx.selectFrom('series').select(['id', 'study_fk', 'num_instances', 'total_bytes']).where('series_uid', '=', v.series);
+      return dialect.rowLocks ? q.forUpdate() : q;
+    }),
+    updatePatient: prepared((trx, v: PatientAttrs & { id: number; now: Time }) =>
+      trx.updateTable('patients').set({ ...patientAttrs(v), updated_at: v.now }).where('id', '=', v.id).where(anyDistinct('patients', patientAttrs(v))),
+    ),
+    upsertPatient: prepared((trx, v: PatientAttrs & { patient_id: string; issuer: string; now: Time }) =>
+      trx
+        .insertInto('patients')
+        .values({ patient_id: v.patient_id, issuer: v.issuer, ...patientAttrs(v), num_studies: 0, created_at: v.now, updated_at: v.now })
+        .onConflict((oc) => oc.columns(['patient_id', 'issuer']).doUpdateSet({ ...patientAttrs(v), updated_at: v.now }).where(anyDistinct('patients', patientAttrs(v))))
+        .returning('id'),
+    ),
+    patientByKey: prepared((trx, v: { patient_id: string; issuer: string }) =>
+      trx.selectFrom('patients').select('id').where('patient_id', '=', v.patient_id).where('issuer', '=', v.issuer),
+    ),
+    updateStudy: prepared((trx, v: StudyAttrs & { id: number; now: Time }) =>
+      trx.updateTable('studies').set({ ...studyAttrs(v), updated_at: v.now }).where('id', '=', v.id).where(anyDistinct('studies', studyAttrs(v))),
+    ),
+    insertStudy: prepared((trx, v: StudyAttrs & { patient_fk: number; study_uid: string; received_at: Time; now: Time }) =>
+      trx
+        .insertInto('studies')
+        .values({
+          patient_fk: v.patient_fk,
+          study_uid: v.study_uid,
+          ...studyAttrs(v),
+          num_series: 0,
+          num_instances: 0,
+          total_bytes: 0,
+          received_at: v.received_at,
+          updated_at: v.now,
+        })
+        .returning('id'),
+    ),
+    updateSeries: prepared((trx, v: SeriesAttrs & { id: number; now: Time }) =>
+      trx.updateTable('series').set({ ...seriesAttrs(v), updated_at: v.now }).where('id', '=', v.id).where(anyDistinct('series', seriesAttrs(v))),
+    ),
+    insertSeries: prepared((trx, v: SeriesAttrs & { study_fk: number; series_uid: string; received_at: Time; now: Time }) =>
+      trx
+        .insertInto('series')
+        .values({ study_fk: v.study_fk, series_uid: v.series_uid, ...seriesAttrs(v), num_instances: 0, total_bytes: 0, received_at: v.received_at, updated_at: v.now })
+        .returning('id'),
+    ),
+    insertInstance: prepared((trx, v: InstanceValues & { sop_uid: string }) =>
+      trx.insertInto('instances').values({ sop_uid: v.sop_uid, ...instanceValues(v) }),
+    ),
+    adjustPatient: prepared((trx, v: { id: number; d: number }) =>
+      trx.updateTable('patients').set({ num_studies: sql<number>`num_studies + ${v.d}` }).where('id', '=', v.id),
+    ),
+    adjustStudy: prepared((trx, v: { id: number; dSeries: number; dInstances: number; dBytes: number }) =>
+      trx
+        .updateTable('studies')
+        .set({
+          num_series: sql<number>`num_series + ${v.dSeries}`,
+          num_instances: sql<number>`num_instances + ${v.dInstances}`,
+          total_bytes: sql<number>`total_bytes + ${v.dBytes}`,
+        })
+        .where('id', '=', v.id),
+    ),
+    adjustStudyTouch: prepared((trx, v: { id: number; dSeries: number; dInstances: number; dBytes: number; now: Time }) =>
+      trx
+        .updateTable('studies')
+        .set({
+          num_series: sql<number>`num_series + ${v.dSeries}`,
+          num_instances: sql<number>`num_instances + ${v.dInstances}`,
+          total_bytes: sql<number>`total_bytes + ${v.dBytes}`,
+          updated_at: v.now,
+        })
+        .where('id', '=', v.id),
+    ),
+    adjustSeries: prepared((trx, v: { id: number; dInstances: number; dBytes: number }) =>
+      trx
+        .updateTable('series')
+        .set({ num_instances: sql<number>`num_instances + ${v.dInstances}`, total_bytes: sql<number>`total_bytes + ${v.dBytes}` })
+        .where('id', '=', v.id),
+    ),
+    adjustSeriesTouch: prepared((trx, v: { id: number; dInstances: number; dBytes: number; now: Time }) =>
+      trx
+        .updateTable('series')
+        .set({ num_instances: sql<number>`num_instances + ${v.dInstances}`, total_bytes: sql<number>`total_bytes + ${v.dBytes}`, updated_at: v.now })
+        .where('id', '=', v.id),
+    ),
+    appendChange: prepared((trx, v: { kind: ChangeKind; level: ChangeRow['level']; study_uid: string; series_uid: string | null; sop_uid: string | null; at: Time }) =>
+      trx.insertInto('changes').values({ kind: v.kind, level: v.level, study_uid: v.study_uid, series_uid: v.series_uid, sop_uid: v.sop_uid, at: v.at }),
+    ),
+  };
 
   // ---- commit ----------------------------------------------------------------------------
 
   async function commitIn(trx: Db, r: InstanceRecord, options: CommitOptions): Promise<CommitResult> {
     const now = dialect.toDbTime(new Date());
-    const header = dialect.toDbJson(r.header);
-    const patientHeader = dialect.toDbJson(r.levelHeaders.patient);
-    const studyHeader = dialect.toDbJson(r.levelHeaders.study);
-    const seriesHeader = dialect.toDbJson(r.levelHeaders.series);
+    const receivedAt = dialect.toDbTime(r.receivedAt);
 
-    let instQ = trx
-      .selectFrom('instances')
-      .select(['id', 'sha256', 'blob_key', 'size', 'series_fk'])
-      .where('sop_uid', '=', r.sopUid);
-    if (dialect.rowLocks) instQ = instQ.forUpdate();
-    const existing = await instQ.executeTakeFirst();
+    const existing = (await stmt.instanceBySop(trx, { sop: r.sopUid })).rows[0];
     if (existing) {
       if (existing.sha256 === r.blob.sha256) return { kind: 'duplicate' };
       if (options.onDuplicate === 'reject') return { kind: 'rejected-duplicate' };
     }
 
-    let studyQ = trx
-      .selectFrom('studies as st')
-      .innerJoin('patients as p', 'p.id', 'st.patient_fk')
-      .select(['st.id', 'st.patient_fk', 'p.patient_id', 'p.issuer'])
-      .where('st.study_uid', '=', r.studyUid);
-    if (dialect.rowLocks) studyQ = studyQ.forUpdate();
-    const study0 = await studyQ.executeTakeFirst();
+    const study0 = (await stmt.studyByUid(trx, { study: r.studyUid })).rows[0];
     const patientMismatch =
       study0 !== undefined && (study0.patient_id !== r.patient.patient_id || study0.issuer !== r.patient.issuer);
     if (patientMismatch && options.onPatientMismatch === 'reject') return { kind: 'rejected-patient-mismatch' };
@@ -174,42 +300,21 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
     // attribute update below is filtered by anyDistinct(): an instance that changes nothing (the
     // usual case: the next instance of a known study) rewrites no row and no index entry.
     const p = r.patient;
-    const patientCols = {
-      patient_name: p.patient_name,
-      patient_name_norm: p.patient_name_norm,
-      birth_date: p.birth_date,
-      sex: p.sex,
-      header: patientHeader,
-    };
+    const patient = { ...p, header: dialect.toDbJson(r.levelHeaders.patient), now };
     let patientId: number;
     if (study0 && !patientMismatch) {
       patientId = study0.patient_fk;
-      await trx
-        .updateTable('patients')
-        .set({ ...patientCols, updated_at: now })
-        .where('id', '=', patientId)
-        .where(anyDistinct('patients', patientCols))
-        .execute();
+      await stmt.updatePatient(trx, { ...patient, id: patientId });
     } else {
-      const inserted = await trx
-        .insertInto('patients')
-        .values({ patient_id: p.patient_id, issuer: p.issuer, ...patientCols, num_studies: 0, created_at: now, updated_at: now })
-        .onConflict((oc) => oc.columns(['patient_id', 'issuer']).doUpdateSet({ ...patientCols, updated_at: now }).where(anyDistinct('patients', patientCols)))
-        .returning('id')
-        .executeTakeFirst();
+      const inserted = (await stmt.upsertPatient(trx, patient)).rows[0];
       // No row back: the patient exists and nothing changed.
-      patientId =
-        inserted?.id ??
-        (await trx
-          .selectFrom('patients')
-          .select('id')
-          .where('patient_id', '=', p.patient_id)
-          .where('issuer', '=', p.issuer)
-          .executeTakeFirstOrThrow()).id;
+      const id = inserted?.id ?? (await stmt.patientByKey(trx, { patient_id: p.patient_id, issuer: p.issuer })).rows[0]?.id;
+      if (id === undefined) throw new Error('patient row vanished during the commit');
+      patientId = id;
     }
 
     // Study.
-    const studyCols = { ...r.study, header: studyHeader };
+    const study = { ...r.study, header: dialect.toDbJson(r.levelHeaders.study), now };
     let studyId: number;
     if (study0) {
       studyId = study0.id;
@@ -219,39 +324,17 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
         await adjustPatient(trx, patientId, 1);
         await prunePatient(trx, study0.patient_fk);
       }
-      await trx
-        .updateTable('studies')
-        .set({ ...studyCols, updated_at: now })
-        .where('id', '=', studyId)
-        .where(anyDistinct('studies', studyCols))
-        .execute();
+      await stmt.updateStudy(trx, { ...study, id: studyId });
     } else {
-      const ins = await trx
-        .insertInto('studies')
-        .values({
-          patient_fk: patientId,
-          study_uid: r.studyUid,
-          ...studyCols,
-          num_series: 0,
-          num_instances: 0,
-          total_bytes: 0,
-          received_at: dialect.toDbTime(r.receivedAt),
-          updated_at: now,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
+      const ins = (await stmt.insertStudy(trx, { ...study, patient_fk: patientId, study_uid: r.studyUid, received_at: receivedAt })).rows[0];
+      if (!ins) throw new Error('study insert returned no row');
       studyId = ins.id;
       await adjustPatient(trx, patientId, 1);
     }
 
     // Series. A new series is counted in its study by the study's counter update below.
-    let seriesQ = trx
-      .selectFrom('series')
-      .select(['id', 'study_fk', 'num_instances', 'total_bytes'])
-      .where('series_uid', '=', r.seriesUid);
-    if (dialect.rowLocks) seriesQ = seriesQ.forUpdate();
-    const series0 = await seriesQ.executeTakeFirst();
-    const seriesCols = { ...r.series, header: seriesHeader };
+    const series0 = (await stmt.seriesByUid(trx, { series: r.seriesUid })).rows[0];
+    const series = { ...r.series, header: dialect.toDbJson(r.levelHeaders.series), now };
     let seriesId: number;
     let newSeries = 0;
     if (series0) {
@@ -265,32 +348,16 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
         await adjustStudy(trx, studyId, 1, n, bytes);
         await pruneStudy(trx, series0.study_fk);
       }
-      await trx
-        .updateTable('series')
-        .set({ ...seriesCols, updated_at: now })
-        .where('id', '=', seriesId)
-        .where(anyDistinct('series', seriesCols))
-        .execute();
+      await stmt.updateSeries(trx, { ...series, id: seriesId });
     } else {
-      const ins = await trx
-        .insertInto('series')
-        .values({
-          study_fk: studyId,
-          series_uid: r.seriesUid,
-          ...seriesCols,
-          num_instances: 0,
-          total_bytes: 0,
-          received_at: dialect.toDbTime(r.receivedAt),
-          updated_at: now,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
+      const ins = (await stmt.insertSeries(trx, { ...series, study_fk: studyId, series_uid: r.seriesUid, received_at: receivedAt })).rows[0];
+      if (!ins) throw new Error('series insert returned no row');
       seriesId = ins.id;
       newSeries = 1;
     }
 
     // Instance. The counters (and updated_at) of its series and study: one statement each.
-    const instanceCols = {
+    const instance: InstanceValues = {
       series_fk: seriesId,
       sop_class_uid: r.instance.sop_class_uid,
       instance_number: r.instance.instance_number,
@@ -298,13 +365,13 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       blob_key: r.blob.key,
       size: r.blob.size,
       sha256: r.blob.sha256,
-      received_at: dialect.toDbTime(r.receivedAt),
-      header,
+      received_at: receivedAt,
+      header: dialect.toDbJson(r.header),
     };
     const uids = { studyUid: r.studyUid, seriesUid: r.seriesUid, sopUid: r.sopUid };
     if (existing) {
       const oldSize = num(existing.size);
-      await trx.updateTable('instances').set(instanceCols).where('id', '=', existing.id).execute();
+      await trx.updateTable('instances').set(instanceValues(instance)).where('id', '=', existing.id).execute();
       if (existing.series_fk === seriesId) {
         await adjustSeries(trx, seriesId, 0, r.blob.size - oldSize, now);
         await adjustStudy(trx, studyId, newSeries, 0, r.blob.size - oldSize, now);
@@ -324,10 +391,7 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       await appendChange(trx, 'replaced', 'instance', uids);
       return { kind: 'replaced', oldBlobKey: existing.blob_key, patientMismatch };
     }
-    await trx
-      .insertInto('instances')
-      .values({ sop_uid: r.sopUid, ...instanceCols })
-      .execute();
+    await stmt.insertInstance(trx, { ...instance, sop_uid: r.sopUid });
     await adjustSeries(trx, seriesId, 1, r.blob.size, now);
     await adjustStudy(trx, studyId, newSeries, 1, r.blob.size, now);
     await appendChange(trx, 'stored', 'instance', uids);
