@@ -88,9 +88,14 @@ describe('/api/jobs: a job whose process died is failed by another instance', ()
       await progress({ set: { remaining: 5 }, add: { completed: 2 }, failedUids: ['1.2.840.9'] });
       await aborted(signal);
     });
-    // Both alive through several stale periods.
+    // Both alive through several stale periods, their heartbeats moving on.
+    let lastBeat = '';
     for (let i = 0; i < 24; i++) {
-      assert.equal((await getJob(live.job.id)).state, 'running');
+      const seenLive = await getJob(live.job.id);
+      assert.equal(seenLive.state, 'running');
+      assert.match(String(seenLive.heartbeat_at), /Z$/);
+      assert.ok(String(seenLive.heartbeat_at) >= lastBeat, 'heartbeat_at went backwards');
+      lastBeat = String(seenLive.heartbeat_at);
       assert.equal((await getJob(dying.job.id)).state, 'running');
       await sleep(HEARTBEAT_MS);
     }
@@ -113,6 +118,7 @@ describe('/api/jobs: a job whose process died is failed by another instance', ()
     assert.match(String(seen.finished_at), /Z$/);
     assert.deepEqual([seen.remaining, seen.completed, seen.failed_uids], [5, 2, ['1.2.840.9']], 'progress kept');
     assert.equal((await getJob(live.job.id)).state, 'completed');
+    assert.ok(lastBeat > new Date(diedAt - 60_000).toISOString(), 'no recent heartbeat_at was shown while the job ran');
     // Finished: cancelling it is a conflict.
     const res = await appB.inject({ method: 'DELETE', url: `/api/jobs/${dying.job.id}` });
     assert.equal(res.statusCode, 409, res.body);

@@ -34,6 +34,7 @@ const JOB_KEYS = [
   'failed',
   'failed_uids',
   'finished_at',
+  'heartbeat_at',
   'id',
   'kind',
   'remaining',

@@ -39,6 +39,7 @@ export const jobSchema = z
     started_at: timestamp.nullable(),
     finished_at: timestamp.nullable(),
     updated_at: timestamp,
+    heartbeat_at: timestamp.nullable().meta({ description: 'Last sign of life of the process running the job; a pending or running job without one for long is failed as interrupted' }),
   })
   .meta({ id: 'Job' });
 
@@ -66,6 +67,7 @@ export function jobJson(j: JobRecord): JobJson {
     started_at: j.startedAt ? j.startedAt.toISOString() : null,
     finished_at: j.finishedAt ? j.finishedAt.toISOString() : null,
     updated_at: j.updatedAt.toISOString(),
+    heartbeat_at: j.heartbeatAt ? j.heartbeatAt.toISOString() : null,
   };
 }
 

@@ -10,7 +10,7 @@ import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
 import { sendInstancesZip } from '../zip-response.js';
 import { resourceUrl, serviceUrl, type DicomwebRouteOptions } from './context.js';
-import { multipartResponse, type ResponsePart } from './multipart-response.js';
+import { multipartResponse, sendStoredParts, type ResponsePart } from './multipart-response.js';
 import { queryPairs } from './query-string.js';
 import { acceptQuery, binaryResponse, dicomJsonResponse, errorResponses, MULTIPART_DICOM, MULTIPART_OCTETS, operationId, params } from './schemas.js';
 
@@ -74,23 +74,17 @@ export function registerWado(app: FastifyInstance, opts: DicomwebRouteOptions): 
         return sendError(reply, 406, 'NOT_ACCEPTABLE', `transcoding to ${chosen.transferSyntax} is not supported yet`, { transferSyntax: chosen.transferSyntax });
       }
     }
+    // Stored bytes, unchanged: every length is in the index, so the response has a Content-Length.
+    const stored = rows.map((row) => ({
+      headers: { 'Content-Type': `application/dicom; transfer-syntax=${row.transferSyntaxUid}`, 'Content-Length': String(row.size) },
+      length: row.size,
+      open: () => archive.openInstance(ctx, row),
+    }));
     if (chosen.offer.mediaType === 'application/dicom') {
-      const row = rows[0] as LocatedInstance;
-      const stream = await archive.openInstance(ctx, row);
-      reply.code(200).type('application/dicom').header('content-length', String(row.size));
-      return reply.send(stream);
+      const only = stored[0] as (typeof stored)[number];
+      return sendStoredParts(reply, [{ ...only, headers: { 'Content-Type': 'application/dicom' } }]);
     }
-    async function* parts(): AsyncGenerator<ResponsePart> {
-      for (const row of rows) {
-        yield {
-          headers: { 'Content-Type': `application/dicom; transfer-syntax=${row.transferSyntaxUid}`, 'Content-Length': String(row.size) },
-          open: () => archive.openInstance(ctx, row),
-        };
-      }
-    }
-    const { contentType, body } = multipartResponse('application/dicom', parts());
-    reply.code(200).header('content-type', contentType);
-    return reply.send(body);
+    return sendStoredParts(reply, stored, 'application/dicom');
   };
   const retrieveSchema = (name: string, summary: string, p: (typeof params)[keyof typeof params], types: string[]) => ({
     schema: {

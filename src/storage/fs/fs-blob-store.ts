@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type FileHandle, mkdir, open, opendir, rename, rm, stat as fsStat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { Readable, Transform, Writable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StorageError } from '../errors.js';
 import { createPathSync, type PathSync } from '../path-sync.js';
@@ -14,6 +14,8 @@ import type {
   BlobStore,
 } from '../blobs.js';
 import { assertValidBlobKey } from '../blob-key.js';
+import { fileWriter } from './file-writer.js';
+import { openBlobFile } from './blob-file-stream.js';
 
 export interface FsBlobStoreOptions {
   /** Root directory; created lazily. Temporaries live in `<root>/.tmp`. */
@@ -35,43 +37,6 @@ async function fsyncPath(path: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
-  }
-}
-
-/** A Writable onto an open FileHandle that leaves closing (and fsync) to the caller. */
-function fileWriter(fh: FileHandle): Writable {
-  return new Writable({
-    highWaterMark: 1 << 20,
-    write(chunk: Buffer, _encoding, callback) {
-      writeFully(fh, chunk).then(() => callback(), callback);
-    },
-    writev(chunks, callback) {
-      writevFully(fh, chunks.map((c) => c.chunk as Buffer)).then(() => callback(), callback);
-    },
-  });
-}
-
-/** One writev for queued chunks (no copy into a joined buffer); a short write finishes piecewise. */
-async function writevFully(fh: FileHandle, bufs: Buffer[]): Promise<void> {
-  const total = bufs.reduce((n, b) => n + b.length, 0);
-  const { bytesWritten } = await fh.writev(bufs);
-  if (bytesWritten === total) return;
-  let skip = bytesWritten;
-  for (const b of bufs) {
-    if (skip >= b.length) {
-      skip -= b.length;
-      continue;
-    }
-    await writeFully(fh, b.subarray(skip));
-    skip = 0;
-  }
-}
-
-async function writeFully(fh: FileHandle, buf: Buffer): Promise<void> {
-  let off = 0;
-  while (off < buf.length) {
-    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-    off += bytesWritten;
   }
 }
 
@@ -217,30 +182,17 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
     if ((start !== undefined && (!Number.isInteger(start) || start < 0)) || (end !== undefined && (!Number.isInteger(end) || end < (start ?? 0) - 1))) {
       throw new StorageError('INVALID_PARAMETER', 'invalid byte range');
     }
-    let fh: FileHandle;
+    let stream: Readable | undefined;
     try {
-      fh = await open(path, 'r');
+      stream = await openBlobFile(path, { start, end });
     } catch (e) {
       if (isErrno(e, 'ENOENT') || isErrno(e, 'ENOTDIR') || isErrno(e, 'EISDIR')) {
         throw new StorageError('NOT_FOUND', 'blob not found', { key });
       }
       throw e;
     }
-    const info = await fh.stat().catch(async (e: unknown) => {
-      await fh.close();
-      throw e;
-    });
-    if (!info.isFile()) {
-      await fh.close();
-      throw new StorageError('NOT_FOUND', 'blob not found', { key });
-    }
-    if (end !== undefined && end < (start ?? 0)) {
-      // An empty range: createReadStream cannot express it.
-      await fh.close();
-      return Readable.from([]);
-    }
-    // Large reads: retrieve streams whole instances; 64 KiB reads cost a syscall round trip each.
-    return fh.createReadStream({ start, end, autoClose: true, highWaterMark: 512 * 1024 });
+    if (!stream) throw new StorageError('NOT_FOUND', 'blob not found', { key });
+    return stream;
   }
 
   async function stat(key: string): Promise<BlobStat | undefined> {
