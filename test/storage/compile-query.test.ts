@@ -10,7 +10,7 @@ import {
   SqliteIntrospector,
   SqliteQueryCompiler,
 } from 'kysely';
-import type { Query } from '../../src/dicom/query-model.js';
+import type { Constraint, Query } from '../../src/dicom/query-model.js';
 import { countMatches, escapeLike, selectInstances, selectStudies, wildcardToLike } from '../../src/storage/sql/compile-query.js';
 import { postgresDialect, sqliteDialect } from '../../src/storage/sql/dialect.js';
 import type { IndexDatabase } from '../../src/storage/sql/schema.js';
@@ -58,8 +58,51 @@ describe('Query -> SQL compiler', () => {
 
   it('turns ModalitiesInStudy into EXISTS over the study series', () => {
     const query: Query = { ...base, constraints: [{ kind: 'list', tag: '00080061', values: ['CT', 'MR'] }] };
-    const c = countMatches(lite, sqliteDialect, query).compile();
-    assert.match(c.sql, /EXISTS \(SELECT 1 FROM "series" AS "x_se" WHERE "x_se"\."study_fk" = "st"\."id" AND "x_se"\."modality" IN \(\?, \?\)\)/);
+    const exists = /EXISTS \(SELECT 1 FROM "series" AS "x_se" WHERE "x_se"\."study_fk" = "st"\."id" AND "x_se"\."modality" IN \(\?, \?\)\)/;
+    assert.match(selectStudies(lite, sqliteDialect, query).compile().sql, exists);
+    // With another condition the count keeps the EXISTS too.
+    const withDate: Query = { ...query, constraints: [...query.constraints, { kind: 'range', tag: '00080020', from: '20200101', to: '20201231' }] };
+    assert.match(countMatches(lite, sqliteDialect, withDate).compile().sql, exists);
+  });
+
+  it('counts a study search by ModalitiesInStudy alone on series, as distinct studies', () => {
+    const keys: Constraint[] = [
+      { kind: 'single', tag: '00080061', value: 'CT' },
+      { kind: 'list', tag: '00080061', values: ['CT', 'MR'] },
+      { kind: 'wildcard', tag: '00080061', pattern: 'C*' },
+    ];
+    for (const c of keys) {
+      // A universal key beside it adds no condition, so the short form still applies.
+      const query: Query = { ...base, constraints: [c, { kind: 'wildcard', tag: '00100010', pattern: '*' }] };
+      for (const [db, dialect] of [[pg, postgresDialect], [lite, sqliteDialect]] as const) {
+        const sql = countMatches(db, dialect, query).compile().sql;
+        assert.match(sql, /^select COUNT\(DISTINCT se\.study_fk\) as "n" from "series" as "se" where "se"\."modality" /, sql);
+        assert.doesNotMatch(sql, /"studies"|"patients"/, sql);
+      }
+    }
+    // Not for a StudyInstanceUID scope, another level, two keys, or a universal ModalitiesInStudy.
+    const mis: Constraint = { kind: 'single', tag: '00080061', value: 'CT' };
+    for (const query of [
+      { ...base, studyUid: '1.2.3', constraints: [mis] },
+      { ...base, level: 'series', constraints: [mis] },
+      { ...base, level: 'patient', constraints: [mis] },
+      { ...base, constraints: [mis, { kind: 'single', tag: '00080061', value: 'MR' }] },
+      { ...base, constraints: [{ kind: 'wildcard', tag: '00080061', pattern: '*' }] },
+    ] satisfies Query[]) {
+      assert.doesNotMatch(countMatches(lite, sqliteDialect, query).compile().sql, /COUNT\(DISTINCT/, JSON.stringify(query));
+    }
+  });
+
+  it('joins patients in a study search only when a condition refers to them', () => {
+    const join = /join "patients"/;
+    assert.doesNotMatch(selectStudies(pg, postgresDialect, base).compile().sql, join);
+    assert.doesNotMatch(selectStudies(pg, postgresDialect, { ...base, constraints: [{ kind: 'range', tag: '00080020', from: '20200101', to: '20200131' }] }).compile().sql, join);
+    // A patient attribute that is not indexed is matched on the study's header (it holds the patient's attributes).
+    assert.doesNotMatch(selectStudies(pg, postgresDialect, { ...base, constraints: [{ kind: 'single', tag: '00101010', value: '042Y' }] }).compile().sql, join);
+    for (const tag of ['00100020', '00100010', '00100030', '00100040', '00100021']) {
+      const c = selectStudies(pg, postgresDialect, { ...base, constraints: [{ kind: 'single', tag, value: 'X' }] }).compile().sql;
+      assert.match(c, join, tag);
+    }
   });
 
   it('a universal wildcard adds no condition', () => {

@@ -116,6 +116,9 @@ export function postgresMigrationChecks(name: string, createDatabase: () => Prom
           const [target] = await query<{ attstattarget: number }>(url, `SELECT attstattarget FROM pg_attribute WHERE attrelid = '${name}'::regclass AND attnum = 1`);
           assert.equal(Number(target?.attstattarget), 1000, name);
         }
+        // 0005: a finer StudyDate histogram, so a month's range is estimated close to its size.
+        const [dateTarget] = await query<{ attstattarget: number }>(url, "SELECT attstattarget FROM pg_attribute WHERE attrelid = 'studies'::regclass AND attname = 'study_date'");
+        assert.equal(Number(dateTarget?.attstattarget), 1000);
         for (const table of ['patients', 'studies', 'series', 'instances']) {
           assert.match(def(`${table}_header`), /USING gin \(header jsonb_path_ops\)/, table);
         }

@@ -169,6 +169,17 @@ export function postgresQueryPlanChecks(name: string, createDatabase: () => Prom
       expectIndex(await studyPlan(q('study', [{ kind: 'range', tag: '00080020', from: '20200101', to: '20200131' }])), 'studies_study_date');
     });
 
+    it('a study search without a patient condition reads no patient (ADR 0016): a StudyDate range fetches its matches by index', async () => {
+      const range = q('study', [{ kind: 'range', tag: '00080020', from: '20200101', to: '20200131' }]);
+      const plan = await explain(selectStudies(db, postgresDialect, { ...range, limit: range.limit + 1 }));
+      const shape = JSON.stringify(plan.map((n) => [n['Node Type'], n['Relation Name'], n['Index Name']]));
+      assert.ok(!plan.some((n) => n['Relation Name'] === 'patients'), shape);
+      assert.ok(plan.some((n) => n['Index Name'] === 'studies_study_date'), shape);
+      // With a patient condition the join is there.
+      const byPatient = await explain(selectStudies(db, postgresDialect, q('study', [{ kind: 'single', tag: '00100020', value: 'PID000123' }])));
+      assert.ok(byPatient.some((n) => n['Relation Name'] === 'patients' || n['Index Name']?.startsWith('patients_') === true));
+    });
+
     it('AccessionNumber, exact and prefix wildcard', async () => {
       expectIndex(await studyPlan(q('study', [{ kind: 'single', tag: '00080050', value: 'ACC0000042' }])), 'studies_accession_number');
       expectIndex(await studyPlan(q('study', [{ kind: 'wildcard', tag: '00080050', pattern: 'ACC00001*' }])), 'studies_accession_number');
@@ -177,6 +188,15 @@ export function postgresQueryPlanChecks(name: string, createDatabase: () => Prom
     it('ModalitiesInStudy', async () => {
       expectIndex(await studyPlan(q('study', [{ kind: 'single', tag: '00080061', value: 'MG' }])), 'series_modality', 'series_study_fk_modality');
       expectIndex(await studyPlan(q('study', [{ kind: 'list', tag: '00080061', values: ['MG', 'PT'] }])), 'series_modality', 'series_study_fk_modality');
+    });
+
+    it('the count of a ModalitiesInStudy search reads series only, by its modality index (ADR 0016)', async () => {
+      for (const c of [{ kind: 'single', tag: '00080061', value: 'MG' }, { kind: 'list', tag: '00080061', values: ['MG', 'PT'] }] satisfies Constraint[]) {
+        const plan = await explain(countMatches(db, postgresDialect, q('study', [c])));
+        const shape = JSON.stringify(plan.map((n) => [n['Node Type'], n['Relation Name'], n['Index Name']]));
+        assert.deepEqual([...new Set(plan.flatMap((n) => (n['Relation Name'] === undefined ? [] : [n['Relation Name']])))], ['series'], shape);
+        assert.ok(plan.some((n) => n['Index Name'] === 'series_modality' || n['Index Name'] === 'series_study_fk_modality'), shape);
+      }
     });
 
     it('StudyInstanceUID list', async () => {

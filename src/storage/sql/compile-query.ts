@@ -281,10 +281,16 @@ export function selectPatients(db: Kysely<IndexDatabase>, dialect: Dialect, quer
 
 export function selectStudies(db: Kysely<IndexDatabase>, dialect: Dialect, query: Query) {
   const { limit, offset } = pageOf(query);
+  const studyQuery: Query = { ...query, level: 'study' };
+  // Patients are joined only when a condition refers to them (every study has its patient: the
+  // foreign key is NOT NULL). The join is not free: with it, the planner prefers walking studies in
+  // id order with a filter (only the first page's patients to look up) over fetching a range's
+  // matches by their index and sorting them — for a month of StudyDate in 100,000 studies, 12,000
+  // rows read instead of 700 (ADR 0016).
   return db
     .selectFrom('studies as st')
-    .innerJoin('patients as p', 'p.id', 'st.patient_fk')
-    .where(compileWhere({ ...query, level: 'study' }, dialect))
+    .$if(referencedLevels(studyQuery).has('patient'), (b) => b.innerJoin('patients as p', 'p.id', 'st.patient_fk'))
+    .where(compileWhere(studyQuery, dialect))
     .select(['st.id', 'st.study_uid', 'st.header', 'st.num_series', 'st.num_instances', 'st.total_bytes', 'st.received_at', 'st.updated_at'])
     .orderBy('st.id', 'desc')
     .limit(limit)
@@ -340,8 +346,31 @@ export function selectInstances(db: Kysely<IndexDatabase>, dialect: Dialect, que
     .offset(offset);
 }
 
+/**
+ * The condition on `se.modality` when a study query's only non-universal condition is one
+ * ModalitiesInStudy key (no StudyInstanceUID scope); otherwise undefined.
+ */
+function modalitiesOnlyCondition(query: Query, dialect: Dialect): RawBuilder<SqlBool> | undefined {
+  if (query.level !== 'study' || query.studyUid !== undefined || query.seriesUid !== undefined) return undefined;
+  const effective = query.constraints.filter((c) => constraintCondition('study', c, dialect) !== undefined);
+  const only = effective.length === 1 ? effective[0] : undefined;
+  if (only === undefined || only.tag.toUpperCase() !== MODALITIES_IN_STUDY) return undefined;
+  return valueCondition(sql.ref('se.modality'), 'string', only, dialect);
+}
+
 /** Number of matches of a query, ignoring limit/offset. */
 export function countMatches(db: Kysely<IndexDatabase>, dialect: Dialect, query: Query) {
+  const byModality = modalitiesOnlyCondition(query, dialect);
+  if (byModality !== undefined) {
+    // The studies having a series of the modality are the distinct study_fk of those series (every
+    // series has its study: NOT NULL foreign key). Counted on `series` alone, without reading
+    // every study for the EXISTS: for one modality of five in 100,000 studies, ~40 ms instead of
+    // 60-120 ms (ADR 0016).
+    return db
+      .selectFrom('series as se')
+      .where(byModality)
+      .select(sql<number | string>`COUNT(DISTINCT se.study_fk)`.as('n'));
+  }
   const where = compileWhere(query, dialect);
   const n = sql<number | string>`COUNT(*)`.as('n');
   // Only the parents a condition refers to are joined: the count needs no other, and a join over
