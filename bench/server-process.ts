@@ -183,6 +183,18 @@ interface Ready {
   pid: number | undefined;
 }
 
+/**
+ * The Node flags `npm start` runs the server with (package.json `scripts.start`:
+ * `node <flags> bin/pacsnode.js serve`): the bench measures the product as it is started.
+ */
+export function startScriptNodeFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const words = (pkg.scripts?.['start'] ?? '').trim().split(/\s+/);
+  const entry = words.findIndex((w) => w.endsWith('bin/pacsnode.js'));
+  if (words[0] !== 'node' || entry < 1) throw new Error(`package.json scripts.start is not "node [flags] bin/pacsnode.js …": ${pkg.scripts?.['start'] ?? ''}`);
+  return words.slice(1, entry);
+}
+
 export async function startServerProcess(options: ServerOptions): Promise<ServerProcess> {
   await buildProduct();
   const dir = await mkdtemp(path.join(tmpdir(), 'pacsnode-bench-'));
@@ -190,7 +202,14 @@ export async function startServerProcess(options: ServerOptions): Promise<Server
   // package root) must not change what is measured. The file is empty: the defaults and PACS_*.
   const configFile = path.join(dir, 'bench-config.toml');
   await writeFile(configFile, '# pacsnode bench: the default configuration, with PACS_* settings from the environment\n');
-  const nodeArgs = [...(options.cpuProfDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : []), PRODUCT_BIN, 'serve', '--config', configFile];
+  const nodeArgs = [
+    ...startScriptNodeFlags(),
+    ...(options.cpuProfDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : []),
+    PRODUCT_BIN,
+    'serve',
+    '--config',
+    configFile,
+  ];
   const lifetime = Math.max(1, Math.ceil(options.maxSeconds));
   let child: ChildProcess;
   try {

@@ -314,7 +314,13 @@ describe('docker/Dockerfile', () => {
     const argv = words(cmd.args);
     assert.ok(cmd.args.startsWith('['), 'exec form (signals reach node directly)');
     assert.equal(argv[0], 'node');
-    const entry = argv[1] ?? '';
+    // node, then exactly the Node flags `npm start` uses (ADR 0018), then the entry.
+    const pkgScripts = JSON.parse(read('package.json')) as { scripts?: Record<string, string> };
+    const startWords = (pkgScripts.scripts?.['start'] ?? '').trim().split(/\s+/);
+    const startFlags = startWords.slice(1, startWords.findIndex((w) => w.endsWith('bin/pacsnode.js')));
+    const flags = argv.slice(1).filter((x, i, all) => all.slice(0, i + 1).every((y) => y.startsWith('--')));
+    assert.deepEqual(flags, startFlags, 'the CMD runs node with the flags of npm start');
+    const entry = argv[1 + flags.length] ?? '';
     const workdir = final.instructions.filter((i) => i.op === 'WORKDIR').pop()?.args ?? '/';
     // The entry is copied into the runtime stage from the build stage …
     const copiedTo = final.instructions
