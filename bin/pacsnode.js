@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+#!/usr/bin/env -S node --max-semi-space-size=4 --heap-growing-percent=100
 // Entry point of the `pacsnode` command. Runs the compiled CLI (npm start builds it first).
 // The Node flags of the shebang are those of `npm start` and the Dockerfile's CMD (ADR 0018).
 import { runCli } from '../dist/cli/index.js';

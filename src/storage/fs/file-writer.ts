@@ -1,27 +1,55 @@
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 
-/** Bytes handed to the thread pool and not yet written, before the writer applies backpressure. */
-const MAX_IN_FLIGHT = 4 * 1024 * 1024;
+/** Bytes accepted and not yet written, before the writer applies backpressure. */
+const MAX_OUTSTANDING = 4 * 1024 * 1024;
+/** Writes in the thread pool at once for one file. */
+const MAX_WRITES = 2;
 
 /**
- * A Writable onto an open FileHandle that leaves closing (and fsync) to the caller. Each chunk is
- * written at its own offset as soon as it arrives, without waiting for the previous write: the
- * file fills while the rest of the upload is still being received (a serial writer issued one
- * small write, then everything else in one writev after the last byte arrived). At most
- * MAX_IN_FLIGHT bytes are outstanding; `final` and `destroy` wait for every write to settle, so
- * no write lands after the caller closes or removes the file.
+ * A Writable onto an open FileHandle that leaves closing (and fsync) to the caller. Chunks are
+ * accepted at once and written at their offsets by up to MAX_WRITES positional writes in flight,
+ * each a writev of every chunk that arrived meanwhile: the file fills while the rest of the upload
+ * is still being received (a serial writer issued one small write, then everything else after the
+ * last byte), in a few system calls per instance rather than one per chunk. At most
+ * MAX_OUTSTANDING bytes wait or are being written; `final` and `destroy` wait for every write to
+ * settle, so no write lands after the caller closes or removes the file.
  */
 export function fileWriter(fh: FileHandle): Writable {
   let position = 0;
-  let inFlight = 0;
+  let queued: Buffer[] = [];
+  let outstanding = 0;
+  let running = 0;
   let failure: Error | undefined;
-  const pending = new Set<Promise<void>>();
+  const writes = new Set<Promise<void>>();
   /** Called whenever a write settles (a writer waiting for room, or for the end). */
   let onSettled: (() => void) | undefined;
 
+  const pump = (): void => {
+    while (running < MAX_WRITES && queued.length > 0 && !failure) {
+      const bufs = queued;
+      queued = [];
+      const bytes = bufs.reduce((n, b) => n + b.length, 0);
+      const at = position;
+      position += bytes;
+      running++;
+      const done: Promise<void> = writevFullyAt(fh, bufs, at)
+        .catch((err: unknown) => {
+          failure ??= err instanceof Error ? err : new Error(String(err));
+        })
+        .finally(() => {
+          running--;
+          outstanding -= bytes;
+          writes.delete(done);
+          pump();
+          onSettled?.();
+        });
+      writes.add(done);
+    }
+  };
+
   const settledAll = async (): Promise<void> => {
-    while (pending.size > 0) await Promise.allSettled([...pending]);
+    while (writes.size > 0) await Promise.allSettled([...writes]);
   };
 
   return new Writable({
@@ -31,29 +59,19 @@ export function fileWriter(fh: FileHandle): Writable {
         callback(failure);
         return;
       }
-      const at = position;
-      position += chunk.length;
-      inFlight += chunk.length;
-      const done = writeFullyAt(fh, chunk, at).then(
-        () => {
-          inFlight -= chunk.length;
-        },
-        (err: unknown) => {
-          inFlight -= chunk.length;
-          failure ??= err instanceof Error ? err : new Error(String(err));
-        },
-      );
-      const tracked: Promise<void> = done.finally(() => {
-        pending.delete(tracked);
-        onSettled?.();
-      });
-      pending.add(tracked);
-      if (inFlight <= MAX_IN_FLIGHT) {
+      if (chunk.length === 0) {
+        callback();
+        return;
+      }
+      queued.push(chunk);
+      outstanding += chunk.length;
+      pump();
+      if (outstanding <= MAX_OUTSTANDING) {
         callback();
         return;
       }
       onSettled = () => {
-        if (inFlight > MAX_IN_FLIGHT && !failure) return;
+        if (outstanding > MAX_OUTSTANDING && !failure) return;
         onSettled = undefined;
         callback(failure);
       };
@@ -66,6 +84,7 @@ export function fileWriter(fh: FileHandle): Writable {
     },
     destroy(err, callback) {
       onSettled = undefined;
+      queued = [];
       settledAll().then(
         () => callback(err),
         () => callback(err),
@@ -74,12 +93,24 @@ export function fileWriter(fh: FileHandle): Writable {
   });
 }
 
-/** pwrite of the whole buffer at `position` (a short write finishes piecewise). */
-async function writeFullyAt(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let off = 0;
-  while (off < buf.length) {
-    const { bytesWritten } = await fh.write(buf, off, buf.length - off, position + off);
+/** Positional writev of the buffers at `position` (a short write finishes the rest). */
+async function writevFullyAt(fh: FileHandle, bufs: Buffer[], position: number): Promise<void> {
+  let rest = bufs;
+  let at = position;
+  while (rest.length > 0) {
+    const { bytesWritten } = await fh.writev(rest, at);
     if (bytesWritten === 0) throw new Error('write made no progress');
-    off += bytesWritten;
+    at += bytesWritten;
+    let skip = bytesWritten;
+    const next: Buffer[] = [];
+    for (const b of rest) {
+      if (skip >= b.length) {
+        skip -= b.length;
+        continue;
+      }
+      next.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+    rest = next;
   }
 }
