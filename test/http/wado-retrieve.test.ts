@@ -160,6 +160,27 @@ describe('WADO-RS retrieve of stored instances', () => {
     assert.ok(part?.body.equals(patternBytes(300 * 1024, 2)));
   });
 
+  it('many parts of unknown length (frames) add no listener per part: no MaxListenersExceededWarning', async () => {
+    const f = study.files[1] as { sopUid: string; bytes: Buffer };
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const list = Array.from({ length: 24 }, () => '1').join(',');
+      const res = await get(`${base}/wado/studies/${study.studyUid}/series/${study.seriesUid}/instances/${f.sopUid}/frames/${list}`, {
+        Accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+      });
+      assert.equal(res.status, 200, res.text().slice(0, 300));
+      const parts = await parseMultipartResponse(res);
+      assert.equal(parts.length, 24);
+      for (const part of parts) assert.ok(part.body.equals(patternBytes(300 * 1024, 2)));
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.deepEqual(warnings.filter((n) => n === 'MaxListenersExceededWarning'), []);
+  });
+
   it('still answers errors before the first byte as JSON', async () => {
     assertJsonError(await get(`${base}/wado/studies/${generateUid()}`), 404, 'NOT_FOUND');
     assertJsonError(await get(`${base}/wado/studies/${study.studyUid}`, { Accept: 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50' }), 406, 'NOT_ACCEPTABLE');

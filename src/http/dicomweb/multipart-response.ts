@@ -1,6 +1,5 @@
 import type { ServerResponse } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { FastifyReply } from 'fastify';
 import { drainedOrClosed, readIntoSource } from '../../util/streams.js';
 import { closeDelimiter, multipartBoundary, multipartContentType, partHeader } from '../../dicom/multipart.js';
@@ -28,12 +27,52 @@ export function multipartResponse(type: string, parts: AsyncIterable<ResponsePar
       if (!body.write(header)) await drainedOrClosed(body);
       const source = await part.open();
       const readable = source instanceof Readable ? source : Readable.from(source);
-      await pipeline(readable, body, { end: false });
+      await copyPart(readable, body);
+      if (body.destroyed) return;
     }
     body.end(closeDelimiter(boundary));
   };
   pump().catch((err: unknown) => body.destroy(err instanceof Error ? err : new Error(String(err))));
   return { contentType: multipartContentType(type, boundary), body };
+}
+
+/**
+ * Writes one part's chunks into the body as they come, pausing the part while the body is full.
+ * Not pipeline(…, { end: false }): that left a listener on the body per part
+ * (MaxListenersExceededWarning past ten frames); not `for await`: read() joins buffered chunks (a
+ * copy). The part is destroyed when it ends, fails, or the body is gone.
+ */
+function copyPart(part: Readable, body: PassThrough): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let settled = false;
+    const finish = (err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      part.off('data', onData);
+      part.off('end', onEnd);
+      part.off('error', onError);
+      part.destroy();
+      if (err === undefined) resolve();
+      else reject(err instanceof Error ? err : new Error(String(err)));
+    };
+    const onData = (chunk: Buffer): void => {
+      if (body.destroyed) {
+        finish();
+        return;
+      }
+      if (body.write(chunk)) return;
+      part.pause();
+      void drainedOrClosed(body).then(() => {
+        if (body.destroyed) finish();
+        else part.resume();
+      });
+    };
+    const onEnd = (): void => finish();
+    const onError = (err: unknown): void => finish(err);
+    part.on('data', onData);
+    part.once('end', onEnd);
+    part.once('error', onError);
+  });
 }
 
 /** A source of known length: its bytes go to the client unchanged (a stored instance). */
