@@ -58,12 +58,14 @@ describe('fileWriter', () => {
     const chunks = sizes.map((n) => randomBytes(n));
     const file = path.join(dir, 'a.bin');
     const fh = await open(file, 'w');
+    const writer = fileWriter(fh);
     try {
-      await pipeline(Readable.from(chunks), fileWriter(fh));
+      await pipeline(Readable.from(chunks), writer);
     } finally {
       await fh.close();
     }
     assert.equal(sha(await readFile(file)), sha(Buffer.concat(chunks)));
+    assert.equal(writer.bytesAccepted, Buffer.concat(chunks).length);
   });
 
   it('starts the next write before the previous one completes, completing out of order, batching the rest', async () => {

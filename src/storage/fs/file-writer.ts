@@ -15,8 +15,12 @@ const MAX_WRITES = 2;
  * MAX_OUTSTANDING bytes wait or are being written; `final` and `destroy` wait for every write to
  * settle, so no write lands after the caller closes or removes the file.
  */
-export function fileWriter(fh: FileHandle): Writable {
+/** The writer, with the number of bytes it has been given (all of them written once it finished). */
+export type FileWriter = Writable & { readonly bytesAccepted: number };
+
+export function fileWriter(fh: FileHandle): FileWriter {
   let position = 0;
+  let accepted = 0;
   let queued: Buffer[] = [];
   let outstanding = 0;
   let running = 0;
@@ -52,7 +56,7 @@ export function fileWriter(fh: FileHandle): Writable {
     while (writes.size > 0) await Promise.allSettled([...writes]);
   };
 
-  return new Writable({
+  const writer = new Writable({
     highWaterMark: 1 << 20,
     write(chunk: Buffer, _encoding, callback) {
       if (failure) {
@@ -64,6 +68,7 @@ export function fileWriter(fh: FileHandle): Writable {
         return;
       }
       queued.push(chunk);
+      accepted += chunk.length;
       outstanding += chunk.length;
       pump();
       if (outstanding <= MAX_OUTSTANDING) {
@@ -91,6 +96,7 @@ export function fileWriter(fh: FileHandle): Writable {
       );
     },
   });
+  return Object.defineProperty(writer, 'bytesAccepted', { get: () => accepted, enumerable: true }) as FileWriter;
 }
 
 /** Positional writev of the buffers at `position` (a short write finishes the rest). */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type FileHandle, mkdir, open, opendir, rename, rm, stat as fsStat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StorageError } from '../errors.js';
 import { createPathSync, type PathSync } from '../path-sync.js';
@@ -142,14 +142,8 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
     }
     try {
       const out = fileWriter(fh);
-      // A Transform, not an async generator: iterating a Readable joins its buffered chunks (a copy).
-      const count = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          size += chunk.length;
-          callback(null, chunk);
-        },
-      });
-      await pipeline(body, count, out, signal ? { signal } : {});
+      await pipeline(body, out, signal ? { signal } : {});
+      size = out.bytesAccepted;
       if (doFsync) await fh.sync();
       // An abort that arrives after the last byte still wins, as long as nothing is visible yet.
       signal?.throwIfAborted();
