@@ -98,6 +98,9 @@ export function createPathSync(path: string, options: PathSyncOptions = {}): Pat
   return {
     sync,
     async close() {
+      // Syncs already asked for still happen (a caller is waiting on its durability); later ones
+      // resolve without syncing.
+      await (next ?? running)?.catch(() => undefined);
       closed = true;
       const h = handle ?? (await opening?.catch(() => undefined));
       handle = undefined;

@@ -103,7 +103,7 @@ export async function sendStoredParts(reply: FastifyReply, parts: SizedPart[], t
     parts.forEach((p, i) => items.push(partHeader(boundary, p.headers, i === 0), p));
     items.push(closeDelimiter(boundary));
   }
-  const length = items.reduce((n, it) => n + (Buffer.isBuffer(it) ? it.length : it.length), 0);
+  const length = items.reduce((n, it) => n + it.length, 0);
   reply.code(200).header('content-type', contentType).header('content-length', String(length));
   // HEAD: the same headers (Fastify would send Content-Length: 0 for an empty reply), no blob opened.
   const head = reply.request.method === 'HEAD';

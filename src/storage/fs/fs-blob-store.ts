@@ -31,15 +31,6 @@ function isErrno(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;
 }
 
-async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /**
  * Filesystem BlobStore. put = stream into `<root>/.tmp/<random>`, fsync, rename to the key's
  * path, fsync the directory: an object is visible only once complete and durable.
@@ -105,7 +96,7 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
       toSync.push(dirname(d));
       d = dirname(d);
     }
-    for (const p of toSync) await fsyncPath(p);
+    for (const p of toSync) await syncDir(p);
   }
 
   async function put(key: string, body: Readable, putOptions: BlobPutOptions = {}): Promise<BlobPutResult> {

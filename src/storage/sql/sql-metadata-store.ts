@@ -178,6 +178,20 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
     header: v.header,
   });
 
+  interface SeriesDeltas {
+    id: number;
+    dInstances: number;
+    dBytes: number;
+  }
+  interface StudyDeltas extends SeriesDeltas {
+    dSeries: number;
+  }
+  const seriesCounters = (v: SeriesDeltas) => ({
+    num_instances: sql<number>`num_instances + ${v.dInstances}`,
+    total_bytes: sql<number>`total_bytes + ${v.dBytes}`,
+  });
+  const studyCounters = (v: StudyDeltas) => ({ num_series: sql<number>`num_series + ${v.dSeries}`, ...seriesCounters(v) });
+
   const stmt = {
     instanceBySop: prepared((trx, v: { sop: string }) => {
       const q = trx.selectFrom('instances').select(['id', 'sha256', 'blob_key', 'size', 'series_fk']).where('sop_uid', '=', v.sop);
@@ -241,38 +255,13 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
     adjustPatient: prepared((trx, v: { id: number; d: number }) =>
       trx.updateTable('patients').set({ num_studies: sql<number>`num_studies + ${v.d}` }).where('id', '=', v.id),
     ),
-    adjustStudy: prepared((trx, v: { id: number; dSeries: number; dInstances: number; dBytes: number }) =>
-      trx
-        .updateTable('studies')
-        .set({
-          num_series: sql<number>`num_series + ${v.dSeries}`,
-          num_instances: sql<number>`num_instances + ${v.dInstances}`,
-          total_bytes: sql<number>`total_bytes + ${v.dBytes}`,
-        })
-        .where('id', '=', v.id),
+    adjustStudy: prepared((trx, v: StudyDeltas) => trx.updateTable('studies').set(studyCounters(v)).where('id', '=', v.id)),
+    adjustStudyTouch: prepared((trx, v: StudyDeltas & { now: Time }) =>
+      trx.updateTable('studies').set({ ...studyCounters(v), updated_at: v.now }).where('id', '=', v.id),
     ),
-    adjustStudyTouch: prepared((trx, v: { id: number; dSeries: number; dInstances: number; dBytes: number; now: Time }) =>
-      trx
-        .updateTable('studies')
-        .set({
-          num_series: sql<number>`num_series + ${v.dSeries}`,
-          num_instances: sql<number>`num_instances + ${v.dInstances}`,
-          total_bytes: sql<number>`total_bytes + ${v.dBytes}`,
-          updated_at: v.now,
-        })
-        .where('id', '=', v.id),
-    ),
-    adjustSeries: prepared((trx, v: { id: number; dInstances: number; dBytes: number }) =>
-      trx
-        .updateTable('series')
-        .set({ num_instances: sql<number>`num_instances + ${v.dInstances}`, total_bytes: sql<number>`total_bytes + ${v.dBytes}` })
-        .where('id', '=', v.id),
-    ),
-    adjustSeriesTouch: prepared((trx, v: { id: number; dInstances: number; dBytes: number; now: Time }) =>
-      trx
-        .updateTable('series')
-        .set({ num_instances: sql<number>`num_instances + ${v.dInstances}`, total_bytes: sql<number>`total_bytes + ${v.dBytes}`, updated_at: v.now })
-        .where('id', '=', v.id),
+    adjustSeries: prepared((trx, v: SeriesDeltas) => trx.updateTable('series').set(seriesCounters(v)).where('id', '=', v.id)),
+    adjustSeriesTouch: prepared((trx, v: SeriesDeltas & { now: Time }) =>
+      trx.updateTable('series').set({ ...seriesCounters(v), updated_at: v.now }).where('id', '=', v.id),
     ),
     appendChange: prepared((trx, v: { kind: ChangeKind; level: ChangeRow['level']; study_uid: string; series_uid: string | null; sop_uid: string | null; at: Time }) =>
       trx.insertInto('changes').values({ kind: v.kind, level: v.level, study_uid: v.study_uid, series_uid: v.series_uid, sop_uid: v.sop_uid, at: v.at }),
