@@ -142,6 +142,71 @@ describe('fileWriter', () => {
     }
   });
 
+  it('early write-back: one fdatasync at a time once writeBackBytes were written, none after the last byte, awaited by writeBack()', async () => {
+    const h = heldHandle();
+    const syncs: { release: (err?: Error) => void }[] = [];
+    Object.assign(h.fh, {
+      datasync: () =>
+        new Promise<void>((resolve, reject) => {
+          syncs.push({ release: (err) => (err ? reject(err) : resolve()) });
+        }),
+    });
+    const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+    const releaseWrites = async (): Promise<void> => {
+      while (h.held.length > 0) {
+        for (const release of h.held.splice(0)) release();
+        await tick();
+      }
+    };
+    const w = fileWriter(h.fh, { writeBackBytes: 1000 });
+    w.write(randomBytes(600));
+    await releaseWrites();
+    assert.equal(syncs.length, 0, 'a write-back before writeBackBytes were written');
+    w.write(randomBytes(600));
+    await releaseWrites();
+    assert.equal(syncs.length, 1, 'no write-back once 1200 bytes were written');
+    // While one runs, another 1200 bytes start none; they start the next once it has finished.
+    w.write(randomBytes(1200));
+    await releaseWrites();
+    assert.equal(syncs.length, 1, 'a second write-back while the first still ran');
+    syncs[0]?.release(new Error('EIO')); // a failed early sync is left to the caller's own fsync
+    await tick();
+    w.write(randomBytes(10));
+    await releaseWrites();
+    assert.equal(syncs.length, 2);
+    // writeBack() waits for the running fdatasync.
+    let waited = false;
+    const wb = w.writeBack().then(() => (waited = true));
+    await tick();
+    assert.equal(waited, false, 'writeBack() did not wait for the running fdatasync');
+    syncs[1]?.release();
+    await wb;
+    // The last byte: no new write-back although 1510 bytes are unsynced (the caller's fsync follows).
+    w.write(randomBytes(1500));
+    const finished = new Promise((r) => w.end(r));
+    await releaseWrites();
+    await finished;
+    await w.writeBack();
+    assert.equal(syncs.length, 2, 'a write-back started after end()');
+    assert.equal(fileOf(h.written).length, 600 + 600 + 1200 + 10 + 1500);
+  });
+
+  it('without writeBackBytes there is no early write-back', async () => {
+    const h = heldHandle();
+    let syncs = 0;
+    Object.assign(h.fh, { datasync: async () => void syncs++ });
+    const w = fileWriter(h.fh);
+    for (let i = 0; i < 8; i++) w.write(randomBytes(1 << 20));
+    const finished = new Promise((r) => w.end(r));
+    while (h.held.length > 0 || syncs < 0) {
+      for (const release of h.held.splice(0)) release();
+      await new Promise((r) => setImmediate(r));
+    }
+    await finished;
+    await w.writeBack();
+    assert.equal(syncs, 0);
+  });
+
   it('destroy() reports only after every issued write has settled', async () => {
     const h = heldHandle();
     const w = fileWriter(h.fh);

@@ -16,11 +16,34 @@ const MAX_WRITES = 2;
  * settle, so no write lands after the caller closes or removes the file.
  */
 /** The writer, with the number of bytes it has been given (all of them written once it finished). */
-export type FileWriter = Writable & { readonly bytesAccepted: number };
+export type FileWriter = Writable & {
+  readonly bytesAccepted: number;
+  /**
+   * Settles once the early write-back started so far has finished (never rejects: a failed early
+   * sync only means the caller's own final fsync has more to do, and reports any error itself).
+   */
+  writeBack(): Promise<void>;
+};
 
-export function fileWriter(fh: FileHandle): FileWriter {
+export interface FileWriterOptions {
+  /**
+   * Early write-back: once this many bytes have been written since the last one began, an
+   * fdatasync is started in the background (one at a time) so that the disk writes the start of
+   * the file while the rest is still being received; the caller's final fsync then has only the
+   * tail left. 0 or absent: off (no fsync wanted at all).
+   */
+  readonly writeBackBytes?: number;
+}
+
+export function fileWriter(fh: FileHandle, options: FileWriterOptions = {}): FileWriter {
+  const writeBackBytes = options.writeBackBytes ?? 0;
   let position = 0;
   let accepted = 0;
+  /** Bytes written (completed writes) since the last early write-back began. */
+  let unsynced = 0;
+  let writingBack: Promise<void> | undefined;
+  /** The last byte has arrived: the caller's final fsync follows, a write-back now would be redundant. */
+  let finishing = false;
   let queued: Buffer[] = [];
   let outstanding = 0;
   let running = 0;
@@ -38,6 +61,10 @@ export function fileWriter(fh: FileHandle): FileWriter {
       position += bytes;
       running++;
       const done: Promise<void> = writevFullyAt(fh, bufs, at)
+        .then(() => {
+          unsynced += bytes;
+          startWriteBack();
+        })
         .catch((err: unknown) => {
           failure ??= err instanceof Error ? err : new Error(String(err));
         })
@@ -50,6 +77,17 @@ export function fileWriter(fh: FileHandle): FileWriter {
         });
       writes.add(done);
     }
+  };
+
+  const startWriteBack = (): void => {
+    if (writeBackBytes <= 0 || writingBack || finishing || unsynced < writeBackBytes || failure) return;
+    unsynced = 0;
+    writingBack = fh
+      .datasync()
+      .catch(() => undefined)
+      .finally(() => {
+        writingBack = undefined;
+      });
   };
 
   const settledAll = async (): Promise<void> => {
@@ -82,12 +120,14 @@ export function fileWriter(fh: FileHandle): FileWriter {
       };
     },
     final(callback) {
+      finishing = true;
       settledAll().then(
         () => callback(failure),
         (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
       );
     },
     destroy(err, callback) {
+      finishing = true;
       onSettled = undefined;
       queued = [];
       settledAll().then(
@@ -96,7 +136,12 @@ export function fileWriter(fh: FileHandle): FileWriter {
       );
     },
   });
-  return Object.defineProperty(writer, 'bytesAccepted', { get: () => accepted, enumerable: true }) as FileWriter;
+  Object.defineProperty(writer, 'bytesAccepted', { get: () => accepted, enumerable: true });
+  const writeBack = async (): Promise<void> => {
+    await settledAll();
+    await writingBack;
+  };
+  return Object.assign(writer, { writeBack }) as FileWriter;
 }
 
 /** Positional writev of the buffers at `position` (a short write finishes the rest). */

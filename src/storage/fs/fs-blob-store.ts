@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { type FileHandle, mkdir, open, opendir, rename, rm, stat as fsStat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { StorageError } from '../errors.js';
 import { createPathSync, type PathSync } from '../path-sync.js';
 import type {
@@ -16,6 +15,7 @@ import type {
 import { assertValidBlobKey } from '../blob-key.js';
 import { fileWriter } from './file-writer.js';
 import { openBlobFile } from './blob-file-stream.js';
+import { pumpInto } from '../../util/streams.js';
 
 export interface FsBlobStoreOptions {
   /** Root directory; created lazily. Temporaries live in `<root>/.tmp`. */
@@ -26,6 +26,14 @@ export interface FsBlobStoreOptions {
 
 /** Name of the temporary directory under the root (never a valid key segment: keys refuse dot segments). */
 export const FS_TEMP_DIR = '.tmp';
+
+/**
+ * With fsync: bytes written between background fdatasyncs while a blob is received (the file
+ * writer's early write-back), so the disk writes the start of a blob while the rest arrives and
+ * dirty pages never pile up. Measured here (ADR 0019): 0.5 MB arriving at 100 MB/s, put done
+ * 1.57 → 1.12 ms after its last byte; 1 GiB as fast as it comes, 1616 → 521 ms in all.
+ */
+const WRITE_BACK_BYTES = 256 * 1024;
 
 function isErrno(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;
@@ -102,8 +110,9 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
   async function put(key: string, body: Readable, putOptions: BlobPutOptions = {}): Promise<BlobPutResult> {
     const target = pathOf(key);
     const { signal } = putOptions;
-    // The body may fail while the temp file is still being opened, before pipeline() listens:
-    // without a listener that 'error' would crash the process. pipeline() still sees the failure.
+    // The body may fail while the temp file is still being opened, before pumpInto() listens:
+    // without a listener that 'error' would crash the process. pumpInto() still sees the failure
+    // (the body is then destroyed: its 'close' before its end).
     body.on('error', () => {});
     if (signal?.aborted) {
       body.destroy();
@@ -132,8 +141,13 @@ export function createFsBlobStore(options: FsBlobStoreOptions): BlobStore {
       throw e;
     }
     try {
-      const out = fileWriter(fh);
-      await pipeline(body, out, signal ? { signal } : {});
+      const out = fileWriter(fh, doFsync ? { writeBackBytes: WRITE_BACK_BYTES } : {});
+      try {
+        await pumpInto(body, out, signal);
+      } finally {
+        // Never close or remove the file under a running early write-back.
+        await out.writeBack();
+      }
       size = out.bytesAccepted;
       if (doFsync) await fh.sync();
       // An abort that arrives after the last byte still wins, as long as nothing is visible yet.
