@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, rm, stat, utimes, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, stat, utimes, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -69,6 +69,42 @@ describe('filesystem BlobStore specifics', () => {
       assert.deepEqual(await tmpFiles(root), []);
       assert.equal((await stat(join(root, '2026', '11', key.split('/')[2] ?? ''))).size, written);
     } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('with fsync, flushes the start of a blob in the background while the rest still arrives (early write-back)', async () => {
+    const root = await tempRoot();
+    // Count fdatasync calls on every FileHandle (the class is internal: reached through an instance).
+    const probe = await open(join(root, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { datasync: (this: unknown) => Promise<void> };
+    await probe.close();
+    const original = proto.datasync;
+    let calls = 0;
+    proto.datasync = function (this: unknown) {
+      calls++;
+      return original.call(this);
+    };
+    try {
+      for (const fsync of [true, false]) {
+        calls = 0;
+        const store = createFsBlobStore({ root: join(root, String(fsync)), fsync });
+        const body = new PassThrough();
+        const pending = store.put(`2026/11/${randomUUID()}.dcm`, body);
+        const first = 1024 * 1024;
+        body.write(pseudoRandom(first, 3));
+        const tmp = join(root, String(fsync), FS_TEMP_DIR);
+        await waitFor(async () => {
+          const names = await readdir(tmp).catch(() => []);
+          return names[0] !== undefined && (await stat(join(tmp, names[0]))).size >= first;
+        });
+        await waitFor(async () => !fsync || calls > 0);
+        assert.equal(calls > 0, fsync, fsync ? 'no fdatasync before the last byte' : 'an fdatasync without fsync');
+        body.end(pseudoRandom(1000, 4));
+        assert.equal((await pending).size, first + 1000);
+      }
+    } finally {
+      proto.datasync = original;
       await rm(root, { recursive: true, force: true });
     }
   });
