@@ -410,3 +410,50 @@ describe('negotiation of Q/R MOVE and GET (SPEC §4)', () => {
     assert.deepEqual(negotiate(r, policy, ALL_PERMITTED).ac.userInformation.extendedNegotiations, [{ sopClassUid: STUDY_ROOT_MOVE, info: Buffer.from([0]) }]);
   });
 });
+
+describe('C-GET SCU with a non-ASCII Patient ID (Patient Root)', () => {
+  it('sends the identifier as UTF-8 under ISO_IR 192, so the SCP matches the patient', async () => {
+    const { Readable } = await import('node:stream');
+    const { createScu } = await import('../../src/dimse/scu/index.js');
+    const d = await startRetrieveDimse();
+    try {
+      const patientId = 'CN-王-0192';
+      const sopUid = generateUid();
+      const dataset = datasetElements({
+        patient: PATIENTS.wangUtf8,
+        studyUid: generateUid(),
+        seriesUid: generateUid(),
+        sopUid,
+        sopClassUid: SOP_CLASS.SC,
+        modality: 'OT',
+        studyDate: '20240101',
+        accessionNumber: 'UTF8',
+        studyDescription: 'utf8 patient id',
+        seriesNumber: 1,
+        instanceNumber: 1,
+      }).map((e) => (e.tag === '00100020' ? { ...e, value: Buffer.from(patientId, 'utf8') } : e));
+      const part10 = writePart10({ dataset, transferSyntaxUid: EXPLICIT_VR_LE, sopClassUid: SOP_CLASS.SC, sopInstanceUid: sopUid });
+      const stored = await d.archive.ingest({ principal: ANONYMOUS, origin: { protocol: 'internal' } }, { body: Readable.from([part10]) });
+      assert.equal(stored.ok, true);
+      const received: string[] = [];
+      const scu = createScu({ callingAe: 'GETSCU', timeoutSecs: 10 });
+      const r = await scu.get(
+        { host: '127.0.0.1', port: d.port, calledAe: AE },
+        { level: 'PATIENT', patientId },
+        {
+          sink: async (instance) => {
+            for await (const _ of instance.part10) {
+              // read it all
+            }
+            received.push(instance.sopInstanceUid);
+            return { ok: true, warnings: [] };
+          },
+        },
+      );
+      assert.equal(r.completed, 1);
+      assert.deepEqual(received, [sopUid]);
+    } finally {
+      await d.close();
+    }
+  });
+});

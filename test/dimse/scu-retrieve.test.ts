@@ -10,7 +10,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EXPLICIT_VR_LE, IMPLICIT_VR_LE, JPEG_2000_LOSSLESS, JPEG_BASELINE, JPEG_LOSSLESS_SV1, RLE_LOSSLESS } from '../../src/dicom/transfer-syntax.js';
 import { generateUid } from '../../src/dicom/uids.js';
-import { CommandField, decodeCommandSet } from '../../src/dimse/message/command.js';
+import { CommandField, decodeCommandSet, encodeCommandSet, NO_DATA_SET } from '../../src/dimse/message/command.js';
+import { fragmentPdus } from '../../src/dimse/message/fragment.js';
+import { emptyUserInformation } from '../../src/dimse/pdu/types.js';
+import { UpperLayer } from '../../src/dimse/ul/association.js';
 import { Status } from '../../src/dimse/message/status.js';
 import { createScu, DEFAULT_GET_STORAGE_CONTEXTS, ScuError, type GetSink, type RetrieveProgress, type RetrievedInstanceResult } from '../../src/dimse/scu/index.js';
 import { COMPRESSED_TRANSFER_SYNTAXES, getContexts, planGetStorageContexts } from '../../src/dimse/scu/get.js';
@@ -302,6 +305,62 @@ describe('C-MOVE and C-GET SCU', () => {
         assert.ok(Date.now() - started < 8000);
       } finally {
         await relay.close();
+      }
+    });
+
+    it('waits for a C-MOVE SCP that stays silent longer than the DIMSE timeout (pending responses are optional)', async () => {
+      // A fake SCP: accepts everything, answers the C-MOVE-RQ only with its final response, 2.5 s later.
+      const sockets: Socket[] = [];
+      const server: Server = createServer((socket) => {
+        sockets.push(socket);
+        const parts: Buffer[] = [];
+        const ul: UpperLayer = new UpperLayer({
+          role: 'acceptor',
+          artimMs: 5000,
+          limits: { maxPDataLength: 65536, maxOtherLength: 1024 * 1024 },
+          user: {
+            associateIndication: (rq) =>
+              ul.accept({
+                ...rq,
+                type: 'A-ASSOCIATE-AC',
+                presentationContexts: rq.presentationContexts.map((pc) => ({ id: pc.id, result: 0, transferSyntax: pc.transferSyntaxes[0] ?? IMPLICIT_VR_LE })),
+                userInformation: { ...emptyUserInformation(), maxLength: 65536, implementationClassUid: '1.2.3.4' },
+              }),
+            pData: (f) => {
+              if (!f.command) return;
+              parts.push(Buffer.from(f.data));
+              if (!(f.end && f.last)) return;
+              const rq = decodeCommandSet(Buffer.concat(parts.splice(0)));
+              if (rq.commandField !== CommandField.C_MOVE_RQ) return;
+              setTimeout(() => {
+                const rsp = encodeCommandSet({
+                  commandField: CommandField.C_MOVE_RSP,
+                  commandDataSetType: NO_DATA_SET,
+                  ...(rq.affectedSopClassUid !== undefined ? { affectedSopClassUid: rq.affectedSopClassUid } : {}),
+                  ...(rq.messageId !== undefined ? { messageIdBeingRespondedTo: rq.messageId } : {}),
+                  status: Status.SUCCESS,
+                  numberOfRemainingSuboperations: 0,
+                  numberOfCompletedSuboperations: 3,
+                  numberOfFailedSuboperations: 0,
+                  numberOfWarningSuboperations: 0,
+                });
+                for (const pdu of fragmentPdus(f.contextId, true, rsp, 65536)) void ul.sendPData(pdu);
+              }, 2500);
+            },
+            releaseIndication: () => ul.releaseResponse(),
+          },
+        });
+        ul.attach(socket);
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      try {
+        const quick = createScu({ callingAe: 'RETRIEVER', timeoutSecs: 1 });
+        const r = await quick.move({ host: '127.0.0.1', port: (server.address() as { port: number }).port, calledAe: 'SILENT' }, { level: 'STUDY', studyUid: '1.2.3.4' }, { destination: 'ELSEWHERE' });
+        assert.equal(r.status, Status.SUCCESS);
+        assert.equal(r.completed, 3);
+      } finally {
+        for (const sk of sockets) sk.destroy();
+        await new Promise<void>((r) => server.close(() => r()));
       }
     });
 

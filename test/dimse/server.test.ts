@@ -18,6 +18,8 @@ import { generateUid } from '../../src/dicom/uids.js';
 import { writePart10 } from '../../src/dicom/writer.js';
 import { datasetElements, generateCorpus, PATIENTS, SOP_CLASS, type Corpus } from '../helpers/corpus.js';
 import { AE, dcmtk, datasetOf, startDimse, type TestDimse } from './helpers.js';
+import { STUDY_ROOT_FIND } from '../../src/dimse/acse/sop-classes.js';
+import { createFindHandler } from '../../src/dimse/scp/find.js';
 
 const CTX = { principal: ANONYMOUS, origin: { protocol: 'internal' as const } };
 
@@ -296,20 +298,82 @@ describe('DIMSE SCP under abuse: only the offending association ends, nothing is
     p.end();
   });
 
-  it('stores nothing when the peer disconnects mid-dataset, and echoes meanwhile', async () => {
+  /** A raw peer associated for storage that sent a C-STORE-RQ and the part of its data set `cut` keeps. */
+  async function partialStore(cut: (ds: Buffer) => Buffer): Promise<{ p: RawPeer; sopUid: string; before: number }> {
     const before = await blobFiles(d);
     const f = instance(EXPLICIT_VR_LE);
-    const ds = datasetOf(f.bytes);
     const p = new RawPeer(d.port);
     await p.associate(STORAGE);
     const cmd = encodeCommandSet({ commandField: CommandField.C_STORE_RQ, commandDataSetType: 0, messageId: 1, priority: 0, affectedSopClassUid: SOP_CLASS.SC, affectedSopInstanceUid: f.sopUid });
     p.socket.write(encodeSinglePdv(1, true, true, cmd));
-    p.socket.write(encodeSinglePdv(1, false, false, ds.subarray(0, ds.length - 100)));
+    p.socket.write(encodeSinglePdv(1, false, false, cut(datasetOf(f.bytes))));
+    return { p, sopUid: f.sopUid, before };
+  }
+
+  it('stores nothing when the peer disconnects mid-dataset, and echoes meanwhile', async () => {
+    const { p, sopUid, before } = await partialStore((ds) => ds.subarray(0, ds.length - 100));
     assert.equal(await echo(d.port), 0);
     p.end();
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(await blobFiles(d), before);
-    assert.equal(await d.metadata.getInstance(f.sopUid), undefined);
+    assert.equal(await d.metadata.getInstance(sopUid), undefined);
+  });
+
+  it('aborts a peer that sends request after request without reading the responses (window 1); others unaffected', { timeout: 30_000 }, async () => {
+    const p = new RawPeer(d.port);
+    await p.associate([['1.2.840.10008.1.1', [IMPLICIT_VR_LE]]]);
+    p.socket.pause(); // reads no response from now on: once the socket buffers are full, they wait
+    const started = Date.now();
+    let id = 0;
+    while (!p.closed && Date.now() - started < 15_000) {
+      const batch: Buffer[] = [];
+      for (let i = 0; i < 1000; i++) {
+        id = (id % 0xffff) + 1;
+        const cmd = encodeCommandSet({ commandField: CommandField.C_ECHO_RQ, commandDataSetType: NO_DATA_SET, messageId: id, affectedSopClassUid: '1.2.840.10008.1.1' });
+        batch.push(encodeSinglePdv(1, true, true, cmd));
+      }
+      if (!p.socket.write(Buffer.concat(batch))) {
+        await new Promise((r) => {
+          const t = setTimeout(r, 200);
+          p.socket.once('drain', () => {
+            clearTimeout(t);
+            r(undefined);
+          });
+        });
+      }
+    }
+    assert.equal(p.closed, true, 'the association was not ended');
+    const serverRss = process.memoryUsage().rss;
+    assert.ok(serverRss < 1024 * 1024 * 1024, `memory grew to ${serverRss} bytes`);
+    assert.equal(await echo(d.port), 0);
+    p.end();
+  });
+
+  it('aborts when the data set announced by a C-STORE-RQ stops coming for the DIMSE timeout; nothing stored', { timeout: 30_000 }, async () => {
+    const { p, sopUid, before } = await partialStore((ds) => ds.subarray(0, 100));
+    const started = Date.now();
+    assert.equal((await p.next(8000)).type, 'A-ABORT');
+    const waited = Date.now() - started;
+    assert.ok(waited >= 2500 && waited < 6000, `aborted after ${waited} ms with a 3 s timeout`);
+    p.end();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await blobFiles(d), before);
+    assert.equal(await d.metadata.getInstance(sopUid), undefined);
+  });
+
+  it('answers a C-ECHO-RQ that wrongly carries a data set, discarding it', async () => {
+    const p = new RawPeer(d.port);
+    await p.associate([['1.2.840.10008.1.1', [IMPLICIT_VR_LE]]]);
+    const cmd = encodeCommandSet({ commandField: CommandField.C_ECHO_RQ, commandDataSetType: 0, messageId: 3, affectedSopClassUid: '1.2.840.10008.1.1' });
+    p.socket.write(encodeSinglePdv(1, true, true, cmd));
+    for (const pdu of fragmentPdus(1, false, Buffer.alloc(2 * 1024 * 1024), 16384)) p.socket.write(pdu);
+    const rsp = await p.next();
+    assert.equal(rsp.type, 'P-DATA-TF');
+    const command = decodeCommandSet(rsp.type === 'P-DATA-TF' ? Buffer.concat(rsp.pdvs.map((v) => v.data)) : Buffer.alloc(0));
+    assert.equal(command.status, 0);
+    p.socket.write(encodePdu({ type: 'A-RELEASE-RQ' }));
+    assert.deepEqual(await p.next(), { type: 'A-RELEASE-RP' });
+    p.end();
   });
 
   it('stores a dataset sent in many small fragments by a raw peer, answering 0000', async () => {
@@ -330,5 +394,26 @@ describe('DIMSE SCP under abuse: only the offending association ends, nothing is
     assert.deepEqual(await p.next(), { type: 'A-RELEASE-RP' });
     p.end();
     assert.ok(datasetOf((await storedBytes(d, f.sopUid)).bytes).equals(ds));
+  });
+});
+
+describe('DIMSE SCP negotiation under abuse', () => {
+  it('answers one SOP Class Extended Negotiation item per SOP class, however many the request repeats (an over-long answer ended the process)', async () => {
+    const d = await startDimse({ find: (archive) => createFindHandler({ archive, aeTitle: AE }) });
+    try {
+      const rq = RQ([[STUDY_ROOT_FIND, [IMPLICIT_VR_LE]]]);
+      // 1770 sub-items of 37 bytes: the request's user information item just fits its 16-bit
+      // length; answering each one (plus our own sub-items) would not.
+      rq.userInformation.extendedNegotiations = Array.from({ length: 1770 }, () => ({ sopClassUid: STUDY_ROOT_FIND, info: Buffer.alloc(4) }));
+      const p = new RawPeer(d.port);
+      p.socket.write(encodePdu(rq));
+      const ac = await p.next();
+      assert.equal(ac.type, 'A-ASSOCIATE-AC');
+      assert.equal(ac.type === 'A-ASSOCIATE-AC' ? ac.userInformation.extendedNegotiations.length : -1, 1);
+      assert.equal(await echo(d.port), 0);
+      p.end();
+    } finally {
+      await d.close();
+    }
   });
 });

@@ -175,9 +175,15 @@ export function negotiate(rq: AssociateRq, policy: NegotiationPolicy, permission
       c.requestorScp = answer.scpRole;
     }
   }
+  // At most one answer per SOP class (PS3.7 D.3.3.5), the first proposal's: a request repeating
+  // one class thousands of times must not make an answer longer than a user information item holds.
+  const answered = new Set<string>();
   for (const e of rq.userInformation.extendedNegotiations) {
+    if (answered.has(e.sopClassUid)) continue;
     const answer = answerExtendedNegotiation(e, acceptedClasses);
-    if (answer) ui.extendedNegotiations.push(answer);
+    if (!answer) continue;
+    answered.add(e.sopClassUid);
+    ui.extendedNegotiations.push(answer);
   }
 
   return {

@@ -5,13 +5,17 @@
 import { PDU_HEADER_LENGTH, PDV_HEADER_LENGTH, encodeSinglePdv } from '../pdu/codec.js';
 import { PduType } from '../pdu/types.js';
 
-/** When the peer announces no limit (0), fragments are cut at this size anyway. */
+/**
+ * The largest PDV data we put in one PDU, whatever the peer allows: its announced maximum (up to
+ * 4 GiB) is not a size to allocate (each PDU is built in one buffer), and smaller PDUs are
+ * always allowed (PS3.8 D.1). Also the size when the peer announces no limit (0).
+ */
 export const UNLIMITED_FRAGMENT_LENGTH = 1024 * 1024;
 
-/** The largest PDV data that fits a P-DATA-TF for a peer with this maximum length. */
+/** The largest PDV data that fits a P-DATA-TF for a peer with this maximum length (capped, see above). */
 export function maxFragmentLength(peerMaxLength: number): number {
   if (peerMaxLength === 0) return UNLIMITED_FRAGMENT_LENGTH;
-  return Math.max(1, peerMaxLength - PDV_HEADER_LENGTH);
+  return Math.min(UNLIMITED_FRAGMENT_LENGTH, Math.max(1, peerMaxLength - PDV_HEADER_LENGTH));
 }
 
 /** The P-DATA-TF PDUs carrying a command set or a data set (an empty one still gets its last PDV). */

@@ -62,6 +62,13 @@ type Response = { command: CommandSet; identifier?: Buffer };
 /** Identifiers of C-FIND/C-MOVE/C-GET requests are small; a larger one is refused. */
 const MAX_IDENTIFIER_LENGTH = 1024 * 1024;
 
+/**
+ * Requests not yet answered that an association may hold. We answer the asynchronous operations
+ * window with 1/1 (or it is 1 by default, PS3.7 D.3.3.3): a peer that sends many more without
+ * reading the responses is aborted instead of growing memory without bound.
+ */
+export const MAX_OUTSTANDING_OPERATIONS = 16;
+
 export class Acceptor {
   readonly ul: UpperLayer;
   private readonly startedAt = Date.now();
@@ -72,7 +79,12 @@ export class Acceptor {
   private busy = 0;
   private readonly running = new Map<number, AbortController>();
   private readonly ended = new AbortController();
+  /** The DIMSE timeout's timer: runs while the association is established (see onIdleTimer). */
   private idle: NodeJS.Timeout | undefined;
+  /** The last PDU received, operation started or ended, or read resumed (Date.now()). */
+  private lastActivity = Date.now();
+  /** The transport is paused because the data set being received is not read fast enough. */
+  private dataPaused = false;
   private ending: Ending = 'closed';
   private endDetail: string | undefined;
   private readonly operations = { echo: 0, store: 0, storeFailed: 0, find: 0, move: 0, get: 0, cancel: 0 };
@@ -92,15 +104,30 @@ export class Acceptor {
     this.assembler = new MessageAssembler({
       message: (m) => this.onMessage(m),
       error: (detail) => this.ul.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, detail),
-      pause: () => this.ul.pause(),
-      resume: () => this.ul.resume(),
+      pause: () => {
+        this.dataPaused = true;
+        this.ul.pause();
+      },
+      resume: () => {
+        const was = this.dataPaused;
+        this.dataPaused = false;
+        this.ul.resume();
+        if (was) this.touch();
+      },
     });
     this.ul = new UpperLayer({
       role: 'acceptor',
       artimMs: policy.timeoutSecs * 1000,
+      sendTimeoutMs: policy.timeoutSecs * 1000,
       limits: { maxPDataLength: policy.maxPduLength, maxOtherLength: MAX_OTHER_PDU_LENGTH },
       user: {
-        associateIndication: (rq) => void this.onAssociate(rq),
+        associateIndication: (rq) =>
+          void this.onAssociate(rq).catch((err: unknown) => {
+            // Never an unhandled rejection (it would end the process): this association only.
+            this.deps.logger.error({ callingAe: rq.callingAe, err: err instanceof Error ? err.message : String(err) }, 'association could not be answered');
+            this.endDetail ??= 'association could not be answered';
+            this.ul.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, 'association could not be answered');
+          }),
         pData: (f) => {
           this.touch();
           this.assembler.fragment(f);
@@ -181,17 +208,36 @@ export class Acceptor {
     this.touch();
   }
 
-  /** The DIMSE idle timeout: no PDU and no operation for timeoutSecs -> A-ABORT. */
+  /** Activity on the association: the DIMSE timeout counts from now (one timer, re-armed lazily). */
   private touch(): void {
-    if (this.idle !== undefined) clearTimeout(this.idle);
-    this.idle = undefined;
-    if (this.busy > 0 || this.ul.state !== 'Sta6') return;
-    this.idle = setTimeout(() => {
-      if (this.busy > 0) return;
-      this.endDetail = 'idle timeout';
-      this.ul.abort(undefined, 'idle timeout');
-    }, this.deps.policy.timeoutSecs * 1000);
+    this.lastActivity = Date.now();
+    if (this.idle === undefined && !this.ended.signal.aborted) this.armIdle(this.deps.policy.timeoutSecs * 1000);
+  }
+
+  private armIdle(ms: number): void {
+    this.idle = setTimeout(() => this.onIdleTimer(), ms);
     this.idle.unref();
+  }
+
+  /**
+   * The DIMSE timeout (server.dimse_timeout_secs): A-ABORT when the association waits for its
+   * peer that long — no PDU and no operation at all (idle), or a data set announced by a command
+   * whose bytes stop coming (while we read: a transport we paused ourselves does not count). An
+   * operation that is working on our side (a long query, C-MOVE sub-operations) is not idle; a
+   * peer that stops reading our responses is caught by the upper layer's send timeout.
+   */
+  private onIdleTimer(): void {
+    this.idle = undefined;
+    if (this.ended.signal.aborted) return;
+    const timeoutMs = this.deps.policy.timeoutSecs * 1000;
+    const waited = Date.now() - this.lastActivity;
+    if (waited < timeoutMs) return this.armIdle(timeoutMs - waited);
+    if (this.ul.state !== 'Sta6') return this.armIdle(timeoutMs);
+    const dataStalled = this.assembler.receivingDataSet && !this.dataPaused;
+    if (this.busy > 0 && !dataStalled) return this.armIdle(timeoutMs);
+    const detail = this.busy === 0 ? 'idle timeout' : 'no data set bytes within the DIMSE timeout';
+    this.endDetail = detail;
+    this.ul.abort(undefined, detail);
   }
 
   private onMessage(msg: IncomingMessage): void {
@@ -211,6 +257,12 @@ export class Acceptor {
     }
     if ((command.commandField & 0x8000) !== 0) {
       this.onResponse(msg);
+      return;
+    }
+    if (this.busy >= MAX_OUTSTANDING_OPERATIONS) {
+      msg.dataSet?.destroy();
+      this.endDetail = `more than ${MAX_OUTSTANDING_OPERATIONS} operations outstanding (the negotiated window is 1)`;
+      this.ul.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, this.endDetail);
       return;
     }
     const controller = new AbortController();
@@ -287,6 +339,8 @@ export class Acceptor {
     switch (command.commandField) {
       case CommandField.C_ECHO_RQ:
         this.operations.echo++;
+        // A C-ECHO-RQ has no data set (PS3.7 9.3.5); one sent anyway is read and discarded.
+        msg.dataSet?.resume();
         return one(handleEcho(command));
       case CommandField.C_STORE_RQ: {
         if (presentation.kind !== 'storage' || msg.dataSet === undefined) break;
@@ -432,6 +486,7 @@ export class Acceptor {
 
   private stop(reason: string): void {
     if (this.idle !== undefined) clearTimeout(this.idle);
+    this.idle = undefined;
     this.ended.abort();
     this.assembler.close(reason);
     for (const [id, waiter] of this.awaitingResponse) {

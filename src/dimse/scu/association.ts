@@ -89,7 +89,7 @@ export class ScuAssociation {
   private readonly ul: UpperLayer;
   private readonly assembler: MessageAssembler;
   private readonly slots: Slot[] = [];
-  private readonly waiters: { resolve: (s: Slot) => void; reject: (e: Error) => void }[] = [];
+  private readonly waiters: { resolve: (s: Slot) => void; reject: (e: Error) => void; untimed: boolean }[] = [];
   private failure: ScuError | undefined;
   private messageId = 0;
   private sending = 0;
@@ -227,13 +227,19 @@ export class ScuAssociation {
     return total;
   }
 
-  /** The next received message, in order. Rejects when the association fails or times out. */
-  async receive(): Promise<ReceivedMessage> {
+  /**
+   * The next received message, in order. Rejects when the association fails or times out.
+   * `untimed`: the peer may rightly stay silent for longer than the DIMSE timeout meanwhile (a
+   * C-MOVE SCP working on its sub-operations need not send pending responses, PS3.4 C.4.2.3.1):
+   * this wait alone does not make the association idle.
+   */
+  async receive(options: { untimed?: boolean } = {}): Promise<ReceivedMessage> {
     const slot = this.slots.shift();
     if (slot !== undefined) return slot;
     if (this.failure) throw this.failure;
     this.lastActivity = Date.now();
-    const next = await new Promise<Slot>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    const untimed = options.untimed ?? false;
+    const next = await new Promise<Slot>((resolve, reject) => this.waiters.push({ resolve, reject, untimed }));
     return next;
   }
 
@@ -296,7 +302,7 @@ export class ScuAssociation {
     // A data set in progress is waited for too; while we hold the socket paused (our consumer is
     // behind), the peer is not the one idle.
     if (this.ul.paused) this.lastActivity = Date.now();
-    const busy = this.sending > 0 || this.waiters.length > 0 || this.assembler.receivingDataSet;
+    const busy = this.sending > 0 || this.waiters.some((w) => !w.untimed) || this.assembler.receivingDataSet;
     if (!busy) return;
     if (Date.now() - this.lastActivity < this.options.timeoutMs) return;
     this.fail(new ScuError('TIMEOUT', `no answer from ${this.options.target.calledAe} within ${this.options.timeoutMs} ms`), true);

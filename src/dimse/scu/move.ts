@@ -148,6 +148,8 @@ export function retrieveIdentifier(request: RetrieveRequest): WriteElement[] {
     const patientId = request.patientId?.trim() ?? '';
     if (patientId === '') throw new ScuError('INVALID_REQUEST', 'patient_id is required with the Patient Root model', { field: 'patient_id' });
     if (patientId.length > 64 || patientId.includes('\\')) throw new ScuError('INVALID_REQUEST', 'patient_id must be at most 64 characters without a backslash', { field: 'patient_id' });
+    // Only non-ASCII text needs a character set; then the identifier is UTF-8 (PS3.5 6.1.2.3).
+    if (/[^\x20-\x7e]/.test(patientId)) elements.push({ tag: '00080005', vr: 'CS', value: 'ISO_IR 192' });
     elements.push({ tag: '00100020', vr: 'LO', value: patientId });
   }
   if (depth >= 1) elements.push({ tag: '0020000D', vr: 'UI', value: uid(request.studyUid, 'study_uid') });
@@ -231,7 +233,8 @@ export async function exchangeRetrieve(x: RetrieveExchange): Promise<RetrieveRes
   const isMove = operation === 'C-MOVE';
   const ctx = assoc.contextFor(sopClass);
   if (!ctx) throw new ScuError('NO_PRESENTATION_CONTEXT', `${target.calledAe} does not accept ${sopClass === PATIENT_ROOT_MOVE || sopClass === PATIENT_ROOT_GET ? 'Patient' : 'Study'} Root ${operation}`);
-  const data = encodeDataset(x.identifier, { explicitVr: ctx.transferSyntax !== IMPLICIT_VR_LE, littleEndian: true });
+  const utf8 = x.identifier.some((e) => e.tag === '00080005');
+  const data = encodeDataset(x.identifier, { explicitVr: ctx.transferSyntax !== IMPLICIT_VR_LE, littleEndian: true, ...(utf8 ? { encodeText: (t: string) => Buffer.from(t, 'utf8') } : {}) });
   const messageId = assoc.nextMessageId();
   await assoc.sendCommand(ctx.id, {
     commandField: isMove ? CommandField.C_MOVE_RQ : CommandField.C_GET_RQ,
@@ -264,7 +267,9 @@ export async function exchangeRetrieve(x: RetrieveExchange): Promise<RetrieveRes
     for (;;) {
       let rsp: ReceivedMessage;
       try {
-        rsp = await assoc.receive();
+        // C-MOVE: the sub-operations go to a third party, and pending responses are optional, so
+        // the SCP may be silent for long; C-GET's sub-operations arrive here (the timeout stays).
+        rsp = await assoc.receive({ untimed: isMove });
       } catch (err) {
         if (cancelSent !== undefined) throw new ScuError('CANCELLED', `cancelled; ${target.calledAe} did not answer the C-CANCEL (${err instanceof Error ? err.message : String(err)})`, { ...last });
         throw err;

@@ -65,6 +65,11 @@ export interface UpperLayerOptions {
   limits: FramerLimits;
   /** Observes every transition (tests, debug logs). */
   trace?: (t: Transition) => void;
+  /**
+   * A P-DATA write the socket has not taken within this long (the peer stopped reading) aborts
+   * the association and closes the connection. Absent: no limit.
+   */
+  sendTimeoutMs?: number;
 }
 
 interface EventData {
@@ -143,18 +148,33 @@ export class UpperLayer {
     this.bytesOut += pdu.length;
     this.transition('Evt9', action, ACTIONS[action].next as State);
     if (socket.write(pdu)) return;
+    const timeoutMs = this.options.sendTimeoutMs;
     await new Promise<void>((resolve, reject) => {
-      const done = (): void => {
+      let timer: NodeJS.Timeout | undefined;
+      const cleanup = (): void => {
+        if (timer !== undefined) clearTimeout(timer);
         socket.off('drain', done);
         socket.off('close', closed);
+      };
+      const done = (): void => {
+        cleanup();
         resolve();
       };
       const closed = (): void => {
-        socket.off('drain', done);
+        cleanup();
         reject(new Error('association closed while sending'));
       };
       socket.once('drain', done);
       socket.once('close', closed);
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          cleanup();
+          reject(new Error('the peer stopped reading'));
+          this.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, 'the peer stopped reading');
+          this.destroy();
+        }, timeoutMs);
+        timer.unref();
+      }
     });
   }
 

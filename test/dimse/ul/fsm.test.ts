@@ -131,6 +131,50 @@ describe('associations over TCP', () => {
     assert.equal(Buffer.concat(received.map((f) => f.data)).toString(), 'hello!');
   });
 
+  it('aborts and closes when the peer does not take a P-DATA write within sendTimeoutMs', async () => {
+    let aClosed = false;
+    let established = false;
+    const acceptor: UpperLayer = new UpperLayer({
+      role: 'acceptor',
+      artimMs: 2000,
+      sendTimeoutMs: 300,
+      limits,
+      user: {
+        associateIndication: (rq) => acceptor.accept({ ...rq, type: 'A-ASSOCIATE-AC', presentationContexts: [{ id: 1, result: 0, transferSyntax: '1.2.840.10008.1.2' }] }),
+        pData: () => {},
+        closed: () => (aClosed = true),
+      },
+    });
+    const requestor: UpperLayer = new UpperLayer({
+      role: 'requestor',
+      artimMs: 2000,
+      limits,
+      user: {
+        associateConfirm: () => {
+          established = true;
+          requestor.pause(); // reads nothing from now on
+        },
+        pData: () => {},
+      },
+    });
+    const n = accepted.length + 1;
+    requestor.associate(RQ, () => connect(port, '127.0.0.1'));
+    acceptor.attach(await nextAccepted(n));
+    await waitFor(() => established);
+    const pdu = encodeSinglePdv(1, false, false, Buffer.alloc(1024 * 1024));
+    const started = Date.now();
+    let failure: unknown;
+    try {
+      for (let i = 0; i < 1000; i++) await acceptor.sendPData(pdu);
+    } catch (err) {
+      failure = err;
+    }
+    assert.match(String(failure), /peer stopped reading/);
+    await waitFor(() => aClosed);
+    assert.ok(Date.now() - started < 5000, 'the stalled write was not given up in time');
+    requestor.destroy();
+  });
+
   /** A raw peer: writes bytes, collects the PDUs answered, resolves when the acceptor closes. */
   async function rawPeer(send: Buffer, opts: { artimMs?: number; closeAfterAbort?: boolean } = {}): Promise<{ trace: Transition[]; pdus: Pdu[]; ms: number }> {
     const trace: Transition[] = [];
