@@ -1,7 +1,12 @@
 import type { Readable, Writable } from 'node:stream';
 
-/** Resolves on 'drain' or on 'close' (a destroyed stream never drains): the wait after write() said false. */
+/**
+ * Resolves on 'drain' or on 'close' (a destroyed stream never drains): the wait after write() said
+ * false. At once when the stream is already destroyed (its 'close' may have been emitted already)
+ * or needs no drain.
+ */
 export function drainedOrClosed(stream: Writable): Promise<void> {
+  if (stream.destroyed || !stream.writableNeedDrain) return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {
       stream.off('drain', done);

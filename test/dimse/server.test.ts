@@ -361,6 +361,38 @@ describe('DIMSE SCP under abuse: only the offending association ends, nothing is
     assert.equal(await d.metadata.getInstance(sopUid), undefined);
   });
 
+  /** One C-STORE by a raw peer: the command names `affected`, the data set is `ds` (sent whole, last flag set). */
+  async function rawStore(affected: { sopUid: string; sopClassUid?: string }, ds: Buffer): Promise<number | undefined> {
+    const p = new RawPeer(d.port);
+    await p.associate([[affected.sopClassUid ?? SOP_CLASS.SC, [EXPLICIT_VR_LE]]]);
+    const cmd = encodeCommandSet({ commandField: CommandField.C_STORE_RQ, commandDataSetType: 0, messageId: 5, priority: 0, affectedSopClassUid: affected.sopClassUid ?? SOP_CLASS.SC, affectedSopInstanceUid: affected.sopUid });
+    for (const pdu of fragmentPdus(1, true, cmd, 16384)) p.socket.write(pdu);
+    for (const pdu of fragmentPdus(1, false, ds, 16384)) p.socket.write(pdu);
+    const rsp = await p.next();
+    p.end();
+    return rsp.type === 'P-DATA-TF' ? decodeCommandSet(Buffer.concat(rsp.pdvs.map((v) => v.data))).status : undefined;
+  }
+
+  it('answers A900 and stores nothing when the data set names another SOP Instance or SOP Class than the command (PS3.4 B.2.3)', async () => {
+    const before = await blobFiles(d);
+    const f = instance(EXPLICIT_VR_LE);
+    const other = generateUid();
+    assert.equal(await rawStore({ sopUid: other }, datasetOf(f.bytes)), 0xa900);
+    assert.equal(await rawStore({ sopUid: f.sopUid, sopClassUid: '1.2.840.10008.5.1.4.1.1.2' }, datasetOf(f.bytes)), 0xa900);
+    assert.equal(await d.metadata.getInstance(f.sopUid), undefined);
+    assert.equal(await d.metadata.getInstance(other), undefined);
+    assert.equal(await blobFiles(d), before);
+  });
+
+  it('answers C000 and stores nothing when the data set ends inside its Pixel Data', async () => {
+    const before = await blobFiles(d);
+    const f = instance(EXPLICIT_VR_LE);
+    const ds = datasetOf(f.bytes);
+    assert.equal(await rawStore({ sopUid: f.sopUid }, ds.subarray(0, ds.length - 100)), 0xc000);
+    assert.equal(await d.metadata.getInstance(f.sopUid), undefined);
+    assert.equal(await blobFiles(d), before);
+  });
+
   it('answers a C-ECHO-RQ that wrongly carries a data set, discarding it', async () => {
     const p = new RawPeer(d.port);
     await p.associate([['1.2.840.10008.1.1', [IMPLICIT_VR_LE]]]);

@@ -23,15 +23,39 @@ function first(ds: DicomJsonDataset, tag: string): unknown {
   return v && v.length > 0 ? v[0] : undefined;
 }
 
-function text(ds: DicomJsonDataset, tag: string): string | null {
+/**
+ * Bytes of UTF-8 an indexed text value may have. Valid values are far shorter (LO 64 characters,
+ * PN 64 per group); PostgreSQL refuses a btree entry over ~2.7 kB (the whole commit would fail).
+ */
+const MAX_INDEXED_TEXT_BYTES = 1024;
+
+/** A text value fit for an index column, else null (and the keyword reported): no NUL, not over-long. */
+function indexable(value: string | null, invalid: string[], keyword: string): string | null {
+  if (value === null) return null;
+  if (value.includes('\0') || (value.length > MAX_INDEXED_TEXT_BYTES / 4 && Buffer.byteLength(value, 'utf8') > MAX_INDEXED_TEXT_BYTES)) {
+    invalid.push(keyword);
+    return null;
+  }
+  return value;
+}
+
+function rawText(ds: DicomJsonDataset, tag: string): string | null {
   const v = first(ds, tag);
   if (typeof v === 'string') return v === '' ? null : v;
   if (typeof v === 'number') return String(v);
   return null;
 }
 
+function text(ds: DicomJsonDataset, tag: string, invalid: string[], keyword: string): string | null {
+  return indexable(rawText(ds, tag), invalid, keyword);
+}
+
 /** A PN value as its DICOM string form 'Alphabetic=Ideographic=Phonetic'. */
-function pnText(ds: DicomJsonDataset, tag: string): string | null {
+function pnText(ds: DicomJsonDataset, tag: string, invalid: string[], keyword: string): string | null {
+  return indexable(rawPnText(ds, tag), invalid, keyword);
+}
+
+function rawPnText(ds: DicomJsonDataset, tag: string): string | null {
   const v = first(ds, tag);
   if (v === undefined || v === null || typeof v !== 'object') return null;
   const pn = v as PersonName;
@@ -41,11 +65,18 @@ function pnText(ds: DicomJsonDataset, tag: string): string | null {
   return s === '' ? null : s;
 }
 
-function integer(ds: DicomJsonDataset, tag: string, invalid: string[], keyword: string): number | null {
+/**
+ * An IS value for an integer column: invalid when not a number, outside the 32-bit range of the
+ * column, or dropped by the header reader as unreadable (`dropped`: its tag paths).
+ */
+function integer(ds: DicomJsonDataset, tag: string, invalid: string[], keyword: string, dropped: readonly string[]): number | null {
   const v = first(ds, tag);
-  if (v === undefined || v === null) return null;
+  if (v === undefined || v === null) {
+    if (dropped.includes(tag)) invalid.push(keyword);
+    return null;
+  }
   const n = typeof v === 'number' ? v : Number(v);
-  if (!Number.isFinite(n)) {
+  if (!Number.isFinite(n) || n > 2_147_483_647 || n < -2_147_483_648) {
     invalid.push(keyword);
     return null;
   }
@@ -61,40 +92,44 @@ function checked(value: string | null, re: RegExp, invalid: string[], keyword: s
   return value;
 }
 
-export function extractIndexValues(ds: DicomJsonDataset): IndexValues {
+/**
+ * `dropped`: tag paths whose IS/DS text the header reader could not read (ParsedHeader
+ * droppedValues); an indexed one among them is reported invalid.
+ */
+export function extractIndexValues(ds: DicomJsonDataset, dropped: readonly string[] = []): IndexValues {
   const invalid: string[] = [];
-  const patientName = pnText(ds, '00100010');
-  const referring = pnText(ds, '00080090');
+  const patientName = pnText(ds, '00100010', invalid, 'PatientName');
+  const referring = pnText(ds, '00080090', invalid, 'ReferringPhysicianName');
   return {
     patient: {
-      patient_id: text(ds, '00100020') ?? '',
-      issuer: text(ds, '00100021') ?? '',
+      patient_id: text(ds, '00100020', invalid, 'PatientID') ?? '',
+      issuer: text(ds, '00100021', invalid, 'IssuerOfPatientID') ?? '',
       patient_name: patientName,
       patient_name_norm: patientName === null ? null : normalizePersonName(patientName),
-      birth_date: checked(text(ds, '00100030'), DA, invalid, 'PatientBirthDate'),
-      sex: text(ds, '00100040'),
+      birth_date: checked(rawText(ds, '00100030'), DA, invalid, 'PatientBirthDate'),
+      sex: text(ds, '00100040', invalid, 'PatientSex'),
     },
     study: {
-      study_date: checked(text(ds, '00080020'), DA, invalid, 'StudyDate'),
-      study_time: checked(text(ds, '00080030'), TM, invalid, 'StudyTime'),
-      accession_number: text(ds, '00080050'),
+      study_date: checked(rawText(ds, '00080020'), DA, invalid, 'StudyDate'),
+      study_time: checked(rawText(ds, '00080030'), TM, invalid, 'StudyTime'),
+      accession_number: text(ds, '00080050', invalid, 'AccessionNumber'),
       referring_physician: referring,
       referring_physician_norm: referring === null ? null : normalizePersonName(referring),
-      study_description: text(ds, '00081030'),
-      study_id: text(ds, '00200010'),
+      study_description: text(ds, '00081030', invalid, 'StudyDescription'),
+      study_id: text(ds, '00200010', invalid, 'StudyID'),
     },
     series: {
-      modality: text(ds, '00080060'),
-      series_number: integer(ds, '00200011', invalid, 'SeriesNumber'),
-      series_description: text(ds, '0008103E'),
-      series_date: checked(text(ds, '00080021'), DA, invalid, 'SeriesDate'),
-      series_time: checked(text(ds, '00080031'), TM, invalid, 'SeriesTime'),
-      pps_start_date: checked(text(ds, '00400244'), DA, invalid, 'PerformedProcedureStepStartDate'),
-      pps_start_time: checked(text(ds, '00400245'), TM, invalid, 'PerformedProcedureStepStartTime'),
-      body_part: text(ds, '00180015'),
+      modality: text(ds, '00080060', invalid, 'Modality'),
+      series_number: integer(ds, '00200011', invalid, 'SeriesNumber', dropped),
+      series_description: text(ds, '0008103E', invalid, 'SeriesDescription'),
+      series_date: checked(rawText(ds, '00080021'), DA, invalid, 'SeriesDate'),
+      series_time: checked(rawText(ds, '00080031'), TM, invalid, 'SeriesTime'),
+      pps_start_date: checked(rawText(ds, '00400244'), DA, invalid, 'PerformedProcedureStepStartDate'),
+      pps_start_time: checked(rawText(ds, '00400245'), TM, invalid, 'PerformedProcedureStepStartTime'),
+      body_part: text(ds, '00180015', invalid, 'BodyPartExamined'),
     },
     instance: {
-      instance_number: integer(ds, '00200013', invalid, 'InstanceNumber'),
+      instance_number: integer(ds, '00200013', invalid, 'InstanceNumber', dropped),
     },
     invalid,
   };

@@ -39,6 +39,11 @@ export interface IngestInput {
    * commit in that order (the last of two copies of one SOP Instance wins, as if sequential).
    */
   commitAfter?: Promise<unknown>;
+  /**
+   * The SOP Class and Instance UIDs the request announced (a C-STORE-RQ's Affected SOP Class and
+   * Instance UID): a data set naming others fails with MISSING_ATTRIBUTE (A900), nothing stored.
+   */
+  expectedIdentity?: { sopClassUid: string; sopInstanceUid: string };
 }
 
 /** The header reader may lag behind the pump; past this many queued bytes the pump waits for it. */
@@ -96,7 +101,9 @@ export async function ingestInstance(deps: IngestDeps, ctx: CallContext, input: 
   let early: IngestOutcome | undefined;
   try {
     for await (const chunk of chunksOf(input.body)) {
-      if (sinkFailed) continue; // drain the rest of this input so the next multipart part can be read
+      // The store failed (a write error destroys the sink before put() rejects): drain the rest
+      // of this input, so that the next multipart part can be read and the outcome is reported.
+      if (sinkFailed || sink.destroyed) continue;
       size += chunk.length;
       if (settings.maxInstanceBytes > 0 && size > settings.maxInstanceBytes) {
         early = fail(IngestFailure.OUT_OF_RESOURCES, `instance larger than max_instance_bytes (${settings.maxInstanceBytes})`);
@@ -156,7 +163,7 @@ export async function ingestInstance(deps: IngestDeps, ctx: CallContext, input: 
 
   const digest = hash.digest('hex');
   if (input.commitAfter) await input.commitAfter.catch(() => undefined);
-  const outcome = await commit(deps, ctx, { header, key, size, sha256: digest, expectedStudyUid: input.expectedStudyUid, receivedAt: now() });
+  const outcome = await commit(deps, ctx, { header, key, size, sha256: digest, expectedStudyUid: input.expectedStudyUid, expectedIdentity: input.expectedIdentity, receivedAt: now() });
   if (!outcome.ok || outcome.disposition === 'duplicate') await discard();
   return outcome;
 }
@@ -167,6 +174,7 @@ interface CommitInput {
   size: number;
   sha256: string;
   expectedStudyUid: string | undefined;
+  expectedIdentity: { sopClassUid: string; sopInstanceUid: string } | undefined;
   receivedAt: Date;
 }
 
@@ -199,6 +207,18 @@ async function commit(deps: IngestDeps, ctx: CallContext, c: CommitInput): Promi
   const [sopClassUid, sopInstanceUid, studyUid, seriesUid] = uids as [string, string, string, string];
   const ids = { sopClassUid, sopInstanceUid, studyUid, seriesUid, transferSyntaxUid: header.transferSyntaxUid };
 
+  const expected = c.expectedIdentity;
+  if (expected !== undefined && (expected.sopInstanceUid !== sopInstanceUid || expected.sopClassUid !== sopClassUid)) {
+    const which = expected.sopInstanceUid !== sopInstanceUid ? 'SOP Instance UID (0008,0018)' : 'SOP Class UID (0008,0016)';
+    return fail(IngestFailure.MISSING_ATTRIBUTE, `the data set's ${which} differs from the request's`, ids);
+  }
+  // The header reader stops at Pixel Data: a value announced longer than what arrived means the
+  // data set ended inside it (a sender that set the last-fragment flag too early). Offsets of a
+  // deflated data set count inflated bytes: not comparable with the size received.
+  const pd = header.pixelData;
+  if (pd !== undefined && !header.deflated && (pd.length !== undefined ? pd.offset + pd.length > c.size : pd.offset >= c.size)) {
+    return fail(IngestFailure.NOT_PARSEABLE, 'the data set ends inside Pixel Data (7FE0,0010)', ids);
+  }
   if (!isKnownTransferSyntax(header.transferSyntaxUid)) {
     return fail(IngestFailure.TRANSFER_SYNTAX_NOT_SUPPORTED, `transfer syntax ${header.transferSyntaxUid} is not supported`, ids);
   }
@@ -206,7 +226,7 @@ async function commit(deps: IngestDeps, ctx: CallContext, c: CommitInput): Promi
     return fail(IngestFailure.STUDY_MISMATCH, 'the instance does not belong to the study named in the request', ids);
   }
 
-  const index = extractIndexValues(ds);
+  const index = extractIndexValues(ds, header.droppedValues);
   if (index.invalid.length > 0) warnings.add(IngestWarning.INVALID_INDEXED_VALUE);
 
   const stored: DicomJsonDataset = { ...ds };
