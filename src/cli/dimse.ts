@@ -111,24 +111,42 @@ async function guarded(ctx: CliContext, fn: () => Promise<void>): Promise<void> 
   }
 }
 
-/** Files under the given paths, directories walked recursively, in a stable order. */
+/**
+ * Files under the given paths, directories walked recursively, in a stable order. A path named on
+ * the command line must exist. Inside a directory, a symbolic link to a directory is not followed
+ * (no loops, no files sent twice), and an entry that cannot be read — a dangling link, an
+ * unreadable directory — is listed as it is, so that it fails alone (counted in the summary)
+ * instead of stopping the whole command.
+ */
 export async function expandPaths(cwd: string, inputs: readonly string[]): Promise<string[]> {
   const out: string[] = [];
-  const walk = async (p: string): Promise<void> => {
+  const walk = async (p: string, named: boolean): Promise<void> => {
     const s = await stat(p).catch(() => undefined);
-    if (!s) throw new UsageError(`${p}: no such file or directory`);
+    if (!s) {
+      if (named) throw new UsageError(`${p}: no such file or directory`);
+      out.push(p);
+      return;
+    }
     if (s.isFile()) {
       out.push(p);
       return;
     }
     if (!s.isDirectory()) return;
-    const entries = (await readdir(p, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const entries = await readdir(p, { withFileTypes: true }).catch(() => undefined);
+    if (entries === undefined) {
+      if (named) throw new UsageError(`${p}: cannot be read`);
+      out.push(p);
+      return;
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const e of entries) {
       if (e.name.startsWith('.')) continue;
-      await walk(path.join(p, e.name));
+      const child = path.join(p, e.name);
+      if (e.isSymbolicLink() && (await stat(child).catch(() => undefined))?.isDirectory()) continue;
+      await walk(child, false);
     }
   };
-  for (const i of inputs) await walk(path.resolve(cwd, i));
+  for (const i of inputs) await walk(path.resolve(cwd, i), true);
   return out;
 }
 

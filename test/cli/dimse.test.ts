@@ -1,7 +1,7 @@
 // `pacsnode echo|store|find` run in-process (runCli with captured output) against DCMTK storescp,
 // dcmqrscp and our own DIMSE server; a node name is looked up in the configured SQLite database.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -124,6 +124,18 @@ describe('pacsnode echo|store|find', () => {
     await writeFile(path.join(dir, 'a'), '');
     await writeFile(path.join(dir, '.hidden'), '');
     assert.deepEqual(await expandPaths(base, ['order']), [path.join(dir, 'a'), path.join(dir, 'b', '2')]);
+  });
+
+  it('does not follow links to directories, and lists a dangling link instead of stopping (it fails alone)', async () => {
+    const dir = path.join(base, 'links');
+    await mkdir(path.join(dir, 'sub'), { recursive: true });
+    await writeFile(path.join(dir, 'a'), '');
+    await writeFile(path.join(dir, 'sub', 'c'), '');
+    await symlink('.', path.join(dir, 'loop'));
+    await symlink('sub', path.join(dir, 'twice'));
+    await symlink('/nonexistent-pacsnode-target', path.join(dir, 'dangling'));
+    assert.deepEqual(await expandPaths(base, ['links']), [path.join(dir, 'a'), path.join(dir, 'dangling'), path.join(dir, 'sub', 'c')]);
+    await assert.rejects(expandPaths(base, ['links/none']), /no such file or directory/);
   });
 
   describe('find', () => {

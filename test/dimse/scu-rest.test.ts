@@ -48,7 +48,7 @@ describe('/api/nodes/{ae}/echo|find|store', () => {
     await stores.migrate();
     nodes = createNodeService({ store: stores.nodes });
     jobs = createJobService({ store: stores.jobs, progressIntervalMs: 0 });
-    for (const [ae, port] of [[storescp.aeTitle, storescp.port], [strict.aeTitle, strict.port], [qr.aeTitle, qr.port], ['GONE', await freePort()]] as const) {
+    for (const [ae, port] of [[storescp.aeTitle, storescp.port], [strict.aeTitle, strict.port], [qr.aeTitle, qr.port], ['GONE', await freePort()], ['WRONGAE', source.port]] as const) {
       await nodes.upsert(CTX, { aeTitle: ae, host: '127.0.0.1', port });
     }
     app = Fastify();
@@ -92,6 +92,16 @@ describe('/api/nodes/{ae}/echo|find|store', () => {
       assert.equal(body.error.code, 'DIMSE_ECHO_FAILED');
       assert.equal(body.error.details['reason'], 'CONNECT_FAILED');
       assert.equal(body.error.details['ae_title'], 'GONE');
+    });
+
+    it('answers 502 with details.reason ASSOCIATION_REJECTED (and the A-ASSOCIATE-RJ fields) when the node rejects', async () => {
+      // WRONGAE is our own SCP under another called AE title: rejected 1/1/7.
+      const res = await post('/api/nodes/WRONGAE/echo');
+      assert.equal(res.statusCode, 502, res.body);
+      const details = res.json<ErrorJson>().error.details;
+      assert.equal(details['reason'], 'ASSOCIATION_REJECTED');
+      assert.equal(details['ae_title'], 'WRONGAE');
+      assert.deepEqual([details['result'], details['source'], details['dicom_reason']], [1, 1, 7]);
     });
 
     it('answers 404 for an unknown node', async () => {

@@ -266,8 +266,16 @@ function sendDimseError(reply: FastifyReply, err: unknown, code: string, ae: str
   const reason = scuErrorCode(err);
   const message = err instanceof Error ? err.message : String(err);
   if (reason === 'INVALID_REQUEST') return sendError(reply, 400, 'INVALID_PARAMETER', message, {});
-  const details = (err as { details?: unknown }).details;
-  return sendError(reply, 502, code, message, { ae_title: ae, ...(reason ? { reason } : {}), ...(details && typeof details === 'object' ? details : {}) });
+  const raw = (err as { details?: unknown }).details;
+  // The SCU's details (status, counts, an A-ASSOCIATE-RJ's result/source/reason…) go along, but
+  // `reason` stays our code (docs/errors.md): a DICOM reason number moves to `dicom_reason`.
+  const { reason: dicomReason, ...details } = raw && typeof raw === 'object' ? (raw as Record<string, unknown>) : {};
+  return sendError(reply, 502, code, message, {
+    ...details,
+    ...(dicomReason !== undefined ? { dicom_reason: dicomReason } : {}),
+    ae_title: ae,
+    ...(reason ? { reason } : {}),
+  });
 }
 
 /** The instances a store request names, in the archive's order; NOT_FOUND when any is missing. */
