@@ -157,7 +157,11 @@ export async function startServer(config: Config, options: RunOptions): Promise<
     await close();
     throw err;
   }
-  closers.push(() => http.close());
+  // HTTP and the running jobs close together: Fastify waits for requests in flight, and a
+  // `?wait=true` request waits for its job, which only jobs.close() stops (aborts).
+  closers.push(async () => {
+    await Promise.all([http.close(), jobs.close()]);
+  });
   const address = http.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.http_port;
   const shownHost = config.server.http_host === '0.0.0.0' || config.server.http_host === '::' ? '127.0.0.1' : config.server.http_host;

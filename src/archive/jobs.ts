@@ -213,6 +213,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
   }
   const local = new Map<string, LocalJob>();
   let closing = false;
+  let closed: Promise<void> | undefined;
 
   async function finishWithRetry(id: string, outcome: { state: FinishedJobState; error: string | null; progress: ProgressUpdate }): Promise<JobRecord | undefined> {
     for (let attempt = 0; ; attempt++) {
@@ -320,7 +321,9 @@ export function createJobService(deps: JobServiceDeps): JobService {
       let error: string | null = null;
       try {
         await Promise.resolve().then(() => runner(context));
-        state = stopReason === 'cancel' ? 'cancelled' : 'completed';
+        // A runner that returns once stopped by a shutdown did not finish its work either.
+        state = stopReason === 'cancel' ? 'cancelled' : stopReason === 'shutdown' ? 'failed' : 'completed';
+        if (stopReason === 'shutdown') error = INTERRUPTED;
       } catch (err) {
         if (stopReason === 'cancel') state = 'cancelled';
         else {
@@ -454,33 +457,39 @@ export function createJobService(deps: JobServiceDeps): JobService {
         }
       }),
 
-    async close(options) {
-      closing = true;
-      if (sweepTimer) clearInterval(sweepTimer);
-      sweepTimer = undefined;
-      // The stores close after this: let a sweep in flight end first.
-      await sweeping?.catch(() => undefined);
-      const jobs = [...local.entries()];
-      if (jobs.length === 0) return;
-      for (const [, j] of jobs) j.abort('shutdown');
-      const timeoutMs = options?.timeoutMs ?? 5000;
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
-        Promise.all(jobs.map(([, j]) => j.done)).then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), timeoutMs);
-        }),
-      ]);
-      if (timer) clearTimeout(timer);
-      if (!timedOut) return;
-      for (const [id] of jobs) {
-        if (!local.has(id)) continue;
-        logger.warn({ jobId: id }, 'job runner did not stop in time; marking it interrupted');
-        local.get(id)?.stopHeartbeat();
-        await store.finish(id, { state: 'failed', error: INTERRUPTED }, { at: now() }).catch((err: unknown) => logger.error({ jobId: id, err: errorText(err) }, 'could not mark a job interrupted'));
-      }
+    close(options) {
+      // Once: main.ts closes the jobs with the HTTP server and again before the stores.
+      closed ??= closeOnce(options);
+      return closed;
     },
   };
+
+  async function closeOnce(options?: { timeoutMs?: number }): Promise<void> {
+    closing = true;
+    if (sweepTimer) clearInterval(sweepTimer);
+    sweepTimer = undefined;
+    // The stores close after this: let a sweep in flight end first.
+    await sweeping?.catch(() => undefined);
+    const jobs = [...local.entries()];
+    if (jobs.length === 0) return;
+    for (const [, j] of jobs) j.abort('shutdown');
+    const timeoutMs = options?.timeoutMs ?? 5000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      Promise.all(jobs.map(([, j]) => j.done)).then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), timeoutMs);
+      }),
+    ]);
+    if (timer) clearTimeout(timer);
+    if (!timedOut) return;
+    for (const [id] of jobs) {
+      if (!local.has(id)) continue;
+      logger.warn({ jobId: id }, 'job runner did not stop in time; marking it interrupted');
+      local.get(id)?.stopHeartbeat();
+      await store.finish(id, { state: 'failed', error: INTERRUPTED }, { at: now() }).catch((err: unknown) => logger.error({ jobId: id, err: errorText(err) }, 'could not mark a job interrupted'));
+    }
+  }
 
   // At start-up (jobs left behind by a process that died, perhaps this one's predecessor), then
   // periodically: jobs of another instance that dies while this one runs.
