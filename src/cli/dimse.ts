@@ -357,12 +357,15 @@ export const registerDimseCommands: CommandRegistrar = (program: Command, ctx: C
       }
       const limit = positiveInt(opts.limit, '--limit', Number.MAX_SAFE_INTEGER);
       const { scu, target } = await resolvePeer(ctx, opts, globalConfig());
-      const out: unknown[] = [];
+      // Each match is printed as it arrives (a query may match millions): the output is the JSON
+      // array JSON.stringify(matches, null, 2) would print, written piece by piece.
+      let n = 0;
       for await (const ds of scu.find(target, { level: opts.level, model: opts.model, keys, returnKeys: opts.returnKey })) {
-        out.push(ds);
-        if (limit !== undefined && out.length >= limit) break;
+        io.stdout(`${n === 0 ? '[\n' : ',\n'}  ${JSON.stringify(ds, null, 2).replace(/\n/g, '\n  ')}`);
+        n++;
+        if (limit !== undefined && n >= limit) break;
       }
-      io.stdout(`${JSON.stringify(out, null, 2)}\n`);
+      io.stdout(n === 0 ? '[]\n' : '\n]\n');
     }),
   );
 

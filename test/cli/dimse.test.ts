@@ -145,10 +145,17 @@ describe('pacsnode echo|store|find', () => {
     });
     after(async () => qr.stop());
 
-    it('prints the matches as a DICOM JSON array', async () => {
-      const r = await run(['find', '--host', '127.0.0.1', '--port', String(qr.port), '--aec', qr.aeTitle, '--level', 'STUDY', '-k', 'PatientName=DOE*', '-r', 'StudyDescription']);
+    it('prints the matches as a DICOM JSON array, each as it arrives (never all of them held)', async () => {
+      const writes: string[] = [];
+      const r = await run(['find', '--host', '127.0.0.1', '--port', String(qr.port), '--aec', qr.aeTitle, '--level', 'STUDY', '-k', 'PatientName=DOE*', '-r', 'StudyDescription'], {
+        stdout: (t) => void writes.push(t),
+      });
       assert.equal(r.code, undefined, r.err);
-      const results = JSON.parse(r.out) as DicomJsonDataset[];
+      const out = writes.join('');
+      const results = JSON.parse(out) as DicomJsonDataset[];
+      assert.ok(results.length >= 1);
+      assert.equal(writes.length, results.length + 1, 'one write per match, then the end of the array');
+      assert.equal(out, `${JSON.stringify(results, null, 2)}\n`, 'the same text as one JSON.stringify of the array');
       const expected = new Set(corpus.files.filter((f) => f.patient.key === PATIENTS.doe.key && !/\.4\.|\.1\.2\.5$/.test(f.transferSyntax)).map((f) => f.studyUid));
       assert.deepEqual(new Set(results.map((x) => x['0020000D']?.Value?.[0])), expected);
       for (const x of results) assert.ok(x['00081030'], 'StudyDescription returned');
