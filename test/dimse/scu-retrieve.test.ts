@@ -18,7 +18,7 @@ import { Status } from '../../src/dimse/message/status.js';
 import { createScu, DEFAULT_GET_STORAGE_CONTEXTS, ScuError, type GetSink, type RetrieveProgress, type RetrievedInstanceResult } from '../../src/dimse/scu/index.js';
 import { COMPRESSED_TRANSFER_SYNTAXES, getContexts, planGetStorageContexts } from '../../src/dimse/scu/get.js';
 import { retrieveIdentifier } from '../../src/dimse/scu/move.js';
-import { writePart10 } from '../../src/dicom/writer.js';
+import { encodeDataset, writePart10 } from '../../src/dicom/writer.js';
 import { datasetElements, generateCorpus, PATIENTS, simpleInstance, SOP_CLASS, type Corpus, type CorpusFile } from '../helpers/corpus.js';
 import { datasetOf } from './helpers.js';
 import { startRetrieveScp, type RetrieveScp } from './retrieve-peers.js';
@@ -358,6 +358,57 @@ describe('C-MOVE and C-GET SCU', () => {
         const r = await quick.move({ host: '127.0.0.1', port: (server.address() as { port: number }).port, calledAe: 'SILENT' }, { level: 'STUDY', studyUid: '1.2.3.4' }, { destination: 'ELSEWHERE' });
         assert.equal(r.status, Status.SUCCESS);
         assert.equal(r.completed, 3);
+      } finally {
+        for (const sk of sockets) sk.destroy();
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+    });
+
+    it('C-FIND stopped early: a peer ignoring the C-CANCEL and going on sending matches is aborted after the timeout', { timeout: 20_000 }, async () => {
+      const sockets: Socket[] = [];
+      let sent = 0;
+      const server: Server = createServer((socket) => {
+        sockets.push(socket);
+        const parts: Buffer[] = [];
+        let ticker: NodeJS.Timeout | undefined;
+        const ul: UpperLayer = new UpperLayer({
+          role: 'acceptor',
+          artimMs: 5000,
+          limits: { maxPDataLength: 65536, maxOtherLength: 1024 * 1024 },
+          user: {
+            associateIndication: (rq) =>
+              ul.accept({
+                ...rq,
+                type: 'A-ASSOCIATE-AC',
+                presentationContexts: rq.presentationContexts.map((pc) => ({ id: pc.id, result: 0, transferSyntax: IMPLICIT_VR_LE })),
+                userInformation: { ...emptyUserInformation(), maxLength: 65536, implementationClassUid: '1.2.3.4' },
+              }),
+            pData: (f) => {
+              if (!f.command) return;
+              parts.push(Buffer.from(f.data));
+              if (!(f.end && f.last)) return;
+              const rq = decodeCommandSet(Buffer.concat(parts.splice(0)));
+              if (rq.commandField !== CommandField.C_FIND_RQ || ticker !== undefined) return; // C-CANCEL ignored
+              const identifier = encodeDataset([{ tag: '00080052', vr: 'CS', value: 'STUDY' }, { tag: '0020000D', vr: 'UI', value: '1.2.3' }], { explicitVr: false });
+              ticker = setInterval(() => {
+                sent++;
+                const rsp = encodeCommandSet({ commandField: CommandField.C_FIND_RSP, commandDataSetType: 0, ...(rq.messageId !== undefined ? { messageIdBeingRespondedTo: rq.messageId } : {}), status: Status.PENDING });
+                for (const pdu of fragmentPdus(f.contextId, true, rsp, 65536)) void ul.sendPData(pdu).catch(() => undefined);
+                for (const pdu of fragmentPdus(f.contextId, false, identifier, 65536)) void ul.sendPData(pdu).catch(() => undefined);
+              }, 200);
+            },
+            closed: () => clearInterval(ticker),
+          },
+        });
+        ul.attach(socket);
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      try {
+        const quick = createScu({ callingAe: 'FINDER', timeoutSecs: 1 });
+        const started = Date.now();
+        for await (const _ of quick.find({ host: '127.0.0.1', port: (server.address() as { port: number }).port, calledAe: 'CHATTY' }, { level: 'STUDY', keys: { StudyInstanceUID: '' } })) break;
+        const took = Date.now() - started;
+        assert.ok(took < 4000, `stopping took ${took} ms; the peer sent ${sent} responses`);
       } finally {
         for (const sk of sockets) sk.destroy();
         await new Promise<void>((r) => server.close(() => r()));

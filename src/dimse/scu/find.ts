@@ -172,15 +172,23 @@ export async function* findDatasets(deps: FindDeps, target: ScuTarget, request: 
     if (!assoc.closed) assoc.abort(err instanceof Error ? err.message : 'failed');
     throw err;
   } finally {
-    if (!finished && !assoc.closed) await cancel(assoc, messageId);
+    if (!finished && !assoc.closed) await cancel(assoc, messageId, deps.timeoutMs);
     if (!assoc.closed) await assoc.release();
   }
 }
 
-/** C-CANCEL, then the responses still in flight are drained until the final one (bounded by the timeout). */
-async function cancel(assoc: ScuAssociation, messageId: number): Promise<void> {
+/**
+ * C-CANCEL, then the responses still in flight are drained until the final one: within timeoutMs
+ * in all (a peer that ignores the C-CANCEL and goes on sending matches is aborted), not only
+ * between two responses.
+ */
+async function cancel(assoc: ScuAssociation, messageId: number, timeoutMs: number): Promise<void> {
   const ctx = [...assoc.accepted.values()][0];
   if (!ctx) return;
+  const timer = setTimeout(() => {
+    if (!assoc.closed) assoc.abort(`no final response to C-CANCEL within ${timeoutMs} ms`);
+  }, timeoutMs);
+  timer.unref();
   try {
     await assoc.sendCommand(ctx.id, { commandField: CommandField.C_CANCEL_RQ, commandDataSetType: NO_DATA_SET, messageIdBeingRespondedTo: messageId });
     for (;;) {
@@ -190,5 +198,7 @@ async function cancel(assoc: ScuAssociation, messageId: number): Promise<void> {
     }
   } catch {
     if (!assoc.closed) assoc.abort('C-CANCEL not answered');
+  } finally {
+    clearTimeout(timer);
   }
 }
