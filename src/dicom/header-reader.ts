@@ -664,6 +664,13 @@ export function readPart10HeaderFromBuffer(buf: Uint8Array, options: HeaderReadO
   }
 }
 
+/**
+ * Compressed bytes fed to the inflater per step. Deflate expands at most ~1032×, so one step
+ * inflates to about 1 MiB at most, however the sender compressed (a received 64 KiB chunk of
+ * zeros inflated at once held ~64 MiB until the parser skipped it).
+ */
+const INFLATE_STEP = 1024;
+
 /** Pull-driven raw inflate: output for each compressed chunk is collected before the next is fed. */
 class PullInflater {
   private readonly z: InflateRaw = createInflateRaw();
@@ -768,11 +775,16 @@ export async function readPart10Header(source: AsyncIterable<Uint8Array>, option
       inflater = infl;
       pull = async (): Promise<void> => {
         for (;;) {
-          const c = pending.shift() ?? (await pullRaw());
+          let c = pending.shift() ?? (await pullRaw());
           if (c === undefined) {
             for (const o of await infl.end()) iq.push(o);
             iq.ended = true;
             return;
+          }
+          // A bounded step: what one write inflates is held until the parser takes it.
+          if (c.length > INFLATE_STEP) {
+            pending.unshift(c.subarray(INFLATE_STEP));
+            c = c.subarray(0, INFLATE_STEP);
           }
           const outs = await infl.write(c);
           for (const o of outs) iq.push(o);

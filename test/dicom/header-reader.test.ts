@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { inflateRawSync } from 'node:zlib';
+import { Writable } from 'node:stream';
+import { createInflateRaw, inflateRawSync } from 'node:zlib';
 import { HeaderError, readPart10Header, readPart10HeaderFromBuffer, type HeaderReadOptions, type ParsedHeader } from '../../src/dicom/header-reader.js';
 import {
   DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, JPEG_BASELINE,
@@ -331,6 +332,36 @@ describe('readPart10Header: bulk data and pixel data', () => {
     const h = await readPart10Header(counted(), OPTS);
     assert.equal(h.pixelData?.length, 2_000_000);
     assert.ok(pulled < Math.ceil(file.length / 16), `pulled ${pulled} of ${Math.ceil(file.length / 16)}`);
+  });
+});
+
+describe('readPart10Header: deflated input inflates in bounded steps', () => {
+  it('feeds the inflater at most 1 KiB of compressed data at a time (deflate expands up to ~1032×: ~1 MiB held per step)', async () => {
+    const file = part10(
+      [
+        { tag: '00090010', vr: 'LO', value: 'BOMB' },
+        { tag: '00091010', vr: 'OB', value: Buffer.alloc(64 * 1024 * 1024) },
+        { tag: '00100020', vr: 'LO', value: 'ID' },
+        { tag: '7FE00010', vr: 'OW', value: Buffer.alloc(16, 1) },
+      ],
+      DEFLATED_EXPLICIT_VR_LE,
+    );
+    assert.ok(file.length < 1024 * 1024, `the file is ${file.length} bytes`);
+    // Every compressed write the streaming reader makes (InflateRaw is what it creates).
+    const proto = Object.getPrototypeOf(createInflateRaw()) as { write: (...a: unknown[]) => boolean };
+    const largest = { bytes: 0 };
+    proto.write = function (this: unknown, ...a: unknown[]): boolean {
+      largest.bytes = Math.max(largest.bytes, (a[0] as Uint8Array).length);
+      return Writable.prototype.write.apply(this, a as Parameters<Writable['write']>);
+    };
+    try {
+      const h = await readPart10Header(chunksOf(file, 64 * 1024), OPTS);
+      assert.equal(h.pixelData?.length, 16);
+      assert.equal(h.bytesConsumed > 64 * 1024 * 1024, true);
+    } finally {
+      delete (proto as { write?: unknown }).write;
+    }
+    assert.ok(largest.bytes > 0 && largest.bytes <= 1024, `a write of ${largest.bytes} compressed bytes`);
   });
 });
 
