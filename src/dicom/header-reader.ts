@@ -665,11 +665,14 @@ export function readPart10HeaderFromBuffer(buf: Uint8Array, options: HeaderReadO
 }
 
 /**
- * Compressed bytes fed to the inflater per step. Deflate expands at most ~1032×, so one step
- * inflates to about 1 MiB at most, however the sender compressed (a received 64 KiB chunk of
- * zeros inflated at once held ~64 MiB until the parser skipped it).
+ * Compressed bytes fed to the inflater per step: what one step inflates is held until the parser
+ * takes it (a received 64 KiB chunk of zeros inflated at once held ~64 MiB). The first step is
+ * 1 KiB (deflate expands at most ~1032×: ~1 MiB); each next one is sized from the ratio just
+ * seen to inflate to about 1 MiB, between 1 and 64 KiB (ordinary data: 64 KiB steps).
  */
-const INFLATE_STEP = 1024;
+const INFLATE_MIN_STEP = 1024;
+const INFLATE_MAX_STEP = 64 * 1024;
+const INFLATE_TARGET_OUTPUT = 1024 * 1024;
 
 /** Pull-driven raw inflate: output for each compressed chunk is collected before the next is fed. */
 class PullInflater {
@@ -773,6 +776,7 @@ export async function readPart10Header(source: AsyncIterable<Uint8Array>, option
       const iq = new ChunkQueue();
       const infl = new PullInflater();
       inflater = infl;
+      let inflateStep = INFLATE_MIN_STEP;
       pull = async (): Promise<void> => {
         for (;;) {
           let c = pending.shift() ?? (await pullRaw());
@@ -781,12 +785,13 @@ export async function readPart10Header(source: AsyncIterable<Uint8Array>, option
             iq.ended = true;
             return;
           }
-          // A bounded step: what one write inflates is held until the parser takes it.
-          if (c.length > INFLATE_STEP) {
-            pending.unshift(c.subarray(INFLATE_STEP));
-            c = c.subarray(0, INFLATE_STEP);
+          if (c.length > inflateStep) {
+            pending.unshift(c.subarray(inflateStep));
+            c = c.subarray(0, inflateStep);
           }
           const outs = await infl.write(c);
+          const produced = outs.reduce((n, o) => n + o.length, 0);
+          if (produced > 0) inflateStep = Math.min(INFLATE_MAX_STEP, Math.max(INFLATE_MIN_STEP, Math.floor((INFLATE_TARGET_OUTPUT * c.length) / produced)));
           for (const o of outs) iq.push(o);
           if (outs.length > 0) return;
         }
