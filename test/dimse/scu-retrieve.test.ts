@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EXPLICIT_VR_LE, IMPLICIT_VR_LE, JPEG_2000_LOSSLESS, JPEG_BASELINE, JPEG_LOSSLESS_SV1, RLE_LOSSLESS } from '../../src/dicom/transfer-syntax.js';
 import { generateUid } from '../../src/dicom/uids.js';
-import { CommandField, decodeCommandSet, encodeCommandSet, NO_DATA_SET } from '../../src/dimse/message/command.js';
+import { CommandField, decodeCommandSet, encodeCommandSet, NO_DATA_SET, type CommandSet } from '../../src/dimse/message/command.js';
 import { fragmentPdus } from '../../src/dimse/message/fragment.js';
 import { emptyUserInformation } from '../../src/dimse/pdu/types.js';
 import { UpperLayer } from '../../src/dimse/ul/association.js';
@@ -99,6 +99,54 @@ function memorySink(): { sink: GetSink; received: Map<string, { bytes: Buffer; t
       for await (const c of instance.part10) parts.push(Buffer.from(c));
       received.set(instance.sopInstanceUid, { bytes: Buffer.concat(parts), transferSyntaxUid: instance.transferSyntaxUid, sourceAe: instance.sourceAe });
       return { status: Status.SUCCESS };
+    },
+  };
+}
+
+/**
+ * A fake Q/R SCP on our upper layer: accepts every context in Implicit VR LE and hands each
+ * complete command to `onCommand` (with a sender of P-DATA for its answers).
+ */
+async function fakeScp(
+  onCommand: (rq: CommandSet, contextId: number, send: (command: boolean, data: Buffer) => void) => void,
+  onClosed: () => void = () => {},
+): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets: Socket[] = [];
+  const server: Server = createServer((socket) => {
+    sockets.push(socket);
+    const parts: Buffer[] = [];
+    const ul: UpperLayer = new UpperLayer({
+      role: 'acceptor',
+      artimMs: 5000,
+      limits: { maxPDataLength: 65536, maxOtherLength: 1024 * 1024 },
+      user: {
+        associateIndication: (rq) =>
+          ul.accept({
+            ...rq,
+            type: 'A-ASSOCIATE-AC',
+            presentationContexts: rq.presentationContexts.map((pc) => ({ id: pc.id, result: 0, transferSyntax: IMPLICIT_VR_LE })),
+            userInformation: { ...emptyUserInformation(), maxLength: 65536, implementationClassUid: '1.2.3.4' },
+          }),
+        pData: (f) => {
+          if (!f.command) return;
+          parts.push(Buffer.from(f.data));
+          if (!(f.end && f.last)) return;
+          onCommand(decodeCommandSet(Buffer.concat(parts.splice(0))), f.contextId, (command, data) => {
+            for (const pdu of fragmentPdus(f.contextId, command, data, 65536)) void ul.sendPData(pdu).catch(() => undefined);
+          });
+        },
+        releaseIndication: () => ul.releaseResponse(),
+        closed: onClosed,
+      },
+    });
+    ul.attach(socket);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    async close() {
+      for (const sk of sockets) sk.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
     },
   };
 }
@@ -309,109 +357,60 @@ describe('C-MOVE and C-GET SCU', () => {
     });
 
     it('waits for a C-MOVE SCP that stays silent longer than the DIMSE timeout (pending responses are optional)', async () => {
-      // A fake SCP: accepts everything, answers the C-MOVE-RQ only with its final response, 2.5 s later.
-      const sockets: Socket[] = [];
-      const server: Server = createServer((socket) => {
-        sockets.push(socket);
-        const parts: Buffer[] = [];
-        const ul: UpperLayer = new UpperLayer({
-          role: 'acceptor',
-          artimMs: 5000,
-          limits: { maxPDataLength: 65536, maxOtherLength: 1024 * 1024 },
-          user: {
-            associateIndication: (rq) =>
-              ul.accept({
-                ...rq,
-                type: 'A-ASSOCIATE-AC',
-                presentationContexts: rq.presentationContexts.map((pc) => ({ id: pc.id, result: 0, transferSyntax: pc.transferSyntaxes[0] ?? IMPLICIT_VR_LE })),
-                userInformation: { ...emptyUserInformation(), maxLength: 65536, implementationClassUid: '1.2.3.4' },
-              }),
-            pData: (f) => {
-              if (!f.command) return;
-              parts.push(Buffer.from(f.data));
-              if (!(f.end && f.last)) return;
-              const rq = decodeCommandSet(Buffer.concat(parts.splice(0)));
-              if (rq.commandField !== CommandField.C_MOVE_RQ) return;
-              setTimeout(() => {
-                const rsp = encodeCommandSet({
-                  commandField: CommandField.C_MOVE_RSP,
-                  commandDataSetType: NO_DATA_SET,
-                  ...(rq.affectedSopClassUid !== undefined ? { affectedSopClassUid: rq.affectedSopClassUid } : {}),
-                  ...(rq.messageId !== undefined ? { messageIdBeingRespondedTo: rq.messageId } : {}),
-                  status: Status.SUCCESS,
-                  numberOfRemainingSuboperations: 0,
-                  numberOfCompletedSuboperations: 3,
-                  numberOfFailedSuboperations: 0,
-                  numberOfWarningSuboperations: 0,
-                });
-                for (const pdu of fragmentPdus(f.contextId, true, rsp, 65536)) void ul.sendPData(pdu);
-              }, 2500);
-            },
-            releaseIndication: () => ul.releaseResponse(),
-          },
-        });
-        ul.attach(socket);
+      // Answers the C-MOVE-RQ only with its final response, 2.5 s later.
+      const scp = await fakeScp((rq, _contextId, send) => {
+        if (rq.commandField !== CommandField.C_MOVE_RQ) return;
+        setTimeout(() => {
+          const rsp = encodeCommandSet({
+            commandField: CommandField.C_MOVE_RSP,
+            commandDataSetType: NO_DATA_SET,
+            ...(rq.affectedSopClassUid !== undefined ? { affectedSopClassUid: rq.affectedSopClassUid } : {}),
+            ...(rq.messageId !== undefined ? { messageIdBeingRespondedTo: rq.messageId } : {}),
+            status: Status.SUCCESS,
+            numberOfRemainingSuboperations: 0,
+            numberOfCompletedSuboperations: 3,
+            numberOfFailedSuboperations: 0,
+            numberOfWarningSuboperations: 0,
+          });
+          send(true, rsp);
+        }, 2500);
       });
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
       try {
         const quick = createScu({ callingAe: 'RETRIEVER', timeoutSecs: 1 });
-        const r = await quick.move({ host: '127.0.0.1', port: (server.address() as { port: number }).port, calledAe: 'SILENT' }, { level: 'STUDY', studyUid: '1.2.3.4' }, { destination: 'ELSEWHERE' });
+        const r = await quick.move({ host: '127.0.0.1', port: scp.port, calledAe: 'SILENT' }, { level: 'STUDY', studyUid: '1.2.3.4' }, { destination: 'ELSEWHERE' });
         assert.equal(r.status, Status.SUCCESS);
         assert.equal(r.completed, 3);
       } finally {
-        for (const sk of sockets) sk.destroy();
-        await new Promise<void>((r) => server.close(() => r()));
+        await scp.close();
       }
     });
 
     it('C-FIND stopped early: a peer ignoring the C-CANCEL and going on sending matches is aborted after the timeout', { timeout: 20_000 }, async () => {
-      const sockets: Socket[] = [];
       let sent = 0;
-      const server: Server = createServer((socket) => {
-        sockets.push(socket);
-        const parts: Buffer[] = [];
-        let ticker: NodeJS.Timeout | undefined;
-        const ul: UpperLayer = new UpperLayer({
-          role: 'acceptor',
-          artimMs: 5000,
-          limits: { maxPDataLength: 65536, maxOtherLength: 1024 * 1024 },
-          user: {
-            associateIndication: (rq) =>
-              ul.accept({
-                ...rq,
-                type: 'A-ASSOCIATE-AC',
-                presentationContexts: rq.presentationContexts.map((pc) => ({ id: pc.id, result: 0, transferSyntax: IMPLICIT_VR_LE })),
-                userInformation: { ...emptyUserInformation(), maxLength: 65536, implementationClassUid: '1.2.3.4' },
-              }),
-            pData: (f) => {
-              if (!f.command) return;
-              parts.push(Buffer.from(f.data));
-              if (!(f.end && f.last)) return;
-              const rq = decodeCommandSet(Buffer.concat(parts.splice(0)));
-              if (rq.commandField !== CommandField.C_FIND_RQ || ticker !== undefined) return; // C-CANCEL ignored
-              const identifier = encodeDataset([{ tag: '00080052', vr: 'CS', value: 'STUDY' }, { tag: '0020000D', vr: 'UI', value: '1.2.3' }], { explicitVr: false });
-              ticker = setInterval(() => {
-                sent++;
-                const rsp = encodeCommandSet({ commandField: CommandField.C_FIND_RSP, commandDataSetType: 0, ...(rq.messageId !== undefined ? { messageIdBeingRespondedTo: rq.messageId } : {}), status: Status.PENDING });
-                for (const pdu of fragmentPdus(f.contextId, true, rsp, 65536)) void ul.sendPData(pdu).catch(() => undefined);
-                for (const pdu of fragmentPdus(f.contextId, false, identifier, 65536)) void ul.sendPData(pdu).catch(() => undefined);
-              }, 200);
-            },
-            closed: () => clearInterval(ticker),
-          },
-        });
-        ul.attach(socket);
-      });
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const tickers: NodeJS.Timeout[] = [];
+      const identifier = encodeDataset([{ tag: '00080052', vr: 'CS', value: 'STUDY' }, { tag: '0020000D', vr: 'UI', value: '1.2.3' }], { explicitVr: false });
+      const scp = await fakeScp(
+        (rq, _contextId, send) => {
+          if (rq.commandField !== CommandField.C_FIND_RQ) return; // C-CANCEL ignored
+          tickers.push(
+            setInterval(() => {
+              sent++;
+              send(true, encodeCommandSet({ commandField: CommandField.C_FIND_RSP, commandDataSetType: 0, ...(rq.messageId !== undefined ? { messageIdBeingRespondedTo: rq.messageId } : {}), status: Status.PENDING }));
+              send(false, identifier);
+            }, 200),
+          );
+        },
+        () => tickers.forEach((t) => clearInterval(t)),
+      );
       try {
         const quick = createScu({ callingAe: 'FINDER', timeoutSecs: 1 });
         const started = Date.now();
-        for await (const _ of quick.find({ host: '127.0.0.1', port: (server.address() as { port: number }).port, calledAe: 'CHATTY' }, { level: 'STUDY', keys: { StudyInstanceUID: '' } })) break;
+        for await (const _ of quick.find({ host: '127.0.0.1', port: scp.port, calledAe: 'CHATTY' }, { level: 'STUDY', keys: { StudyInstanceUID: '' } })) break;
         const took = Date.now() - started;
         assert.ok(took < 4000, `stopping took ${took} ms; the peer sent ${sent} responses`);
       } finally {
-        for (const sk of sockets) sk.destroy();
-        await new Promise<void>((r) => server.close(() => r()));
+        tickers.forEach((t) => clearInterval(t));
+        await scp.close();
       }
     });
 

@@ -450,7 +450,9 @@ export class Acceptor {
    * read only as fast as the peer takes it.
    */
   private async sendDataSet(contextId: number, source: AsyncIterable<Uint8Array>): Promise<void> {
-    // A peer that stops reading would hold the association (and the blob stream) forever.
+    // No PDU sent for the DIMSE timeout: the peer stopped reading (the upper layer's send timeout
+    // catches that too), or the stored instance stopped coming from the blob store; either would
+    // hold the association and the blob stream.
     const timeoutMs = this.deps.policy.timeoutSecs * 1000;
     let progress = Date.now();
     const watchdog = setInterval(() => {
