@@ -85,8 +85,10 @@ function getScpRole(uid: string, permissions: Permissions, services: ReadonlySet
 
 function acceptable(kind: ServiceKind, ts: string, policy: NegotiationPolicy): boolean {
   if (kind !== 'storage') return NATIVE_LE.includes(ts);
-  if (policy.acceptAll) return isKnownTransferSyntax(ts);
-  return policy.accepted.includes(ts);
+  // A UID we do not know is never accepted, even when the allow-list names it: nothing could
+  // read what arrives (every C-STORE on the context would end in C122).
+  if (!isKnownTransferSyntax(ts)) return false;
+  return policy.acceptAll || policy.accepted.includes(ts);
 }
 
 /** Our preference first (when configured), else the first the SCU proposed that we accept. */

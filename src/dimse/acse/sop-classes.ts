@@ -32,6 +32,22 @@ const OTHER_STORAGE: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Query/retrieve and management SOP classes registered under the storage root itself (PS3.4 HH
+ * Protocol Approval Q/R, JJ Inventory Q/R): never storage.
+ */
+const NOT_STORAGE_IN_STORAGE_ROOT: ReadonlySet<string> = new Set([
+  '1.2.840.10008.5.1.4.1.1.200.4', // Protocol Approval Information Model - FIND
+  '1.2.840.10008.5.1.4.1.1.200.5', // Protocol Approval Information Model - MOVE
+  '1.2.840.10008.5.1.4.1.1.200.6', // Protocol Approval Information Model - GET
+  '1.2.840.10008.5.1.4.1.1.201.1.1', // Storage Management SOP Instance (a well-known instance, not a class)
+  '1.2.840.10008.5.1.4.1.1.201.2', // Inventory - FIND
+  '1.2.840.10008.5.1.4.1.1.201.3', // Inventory - MOVE
+  '1.2.840.10008.5.1.4.1.1.201.4', // Inventory - GET
+  '1.2.840.10008.5.1.4.1.1.201.5', // Inventory Creation
+  '1.2.840.10008.5.1.4.1.1.201.6', // Repository Query
+]);
+
+/**
  * Registry branches of services that are not storage (verification, storage commitment, print,
  * query/retrieve, worklists, procedure steps ...): never accepted as "unknown storage".
  */
@@ -40,6 +56,7 @@ const NON_STORAGE_ROOTS: readonly string[] = [
   '1.2.840.10008.3.',
   '1.2.840.10008.5.1.1.',
   '1.2.840.10008.5.1.4.1.2.',
+  '1.2.840.10008.5.1.4.20.', // Defined Procedure Protocol Q/R
   '1.2.840.10008.5.1.4.31',
   '1.2.840.10008.5.1.4.32',
   '1.2.840.10008.5.1.4.33',
@@ -55,12 +72,16 @@ const NON_STORAGE_ROOTS: readonly string[] = [
 ];
 
 export function isStorageSopClass(uid: string): boolean {
-  return uid.startsWith(STORAGE_ROOT) || OTHER_STORAGE.has(uid);
+  return (uid.startsWith(STORAGE_ROOT) && !NOT_STORAGE_IN_STORAGE_ROOT.has(uid)) || OTHER_STORAGE.has(uid);
 }
 
 /** A service of the standard that is not storage (whether or not we implement it). */
 export function isNonStorageService(uid: string): boolean {
-  return uid === VERIFICATION || (!isStorageSopClass(uid) && NON_STORAGE_ROOTS.some((root) => uid.startsWith(root)));
+  return (
+    uid === VERIFICATION ||
+    NOT_STORAGE_IN_STORAGE_ROOT.has(uid) ||
+    (!isStorageSopClass(uid) && NON_STORAGE_ROOTS.some((root) => uid.startsWith(root)))
+  );
 }
 
 /** What a presentation context is for, once accepted. */

@@ -36,6 +36,17 @@ export const Status = {
   UNABLE_TO_PROCESS: 0xc001,
 } as const;
 
+/**
+ * How a C-STORE-RSP status counts (PS3.7 C.1-C.3, PS3.4 B.2.3): 0000 success; the warning
+ * statuses 0001, 0107 (attribute list error), 0116 (attribute value out of range) and Bxxx;
+ * anything else failure.
+ */
+export function storeOutcomeOf(status: number): 'success' | 'warning' | 'failure' {
+  if (status === Status.SUCCESS) return 'success';
+  if (status === 0x0001 || status === 0x0107 || status === 0x0116 || (status & 0xf000) === 0xb000) return 'warning';
+  return 'failure';
+}
+
 /** The C-STORE failure status of each IngestFailure. */
 const STORE_FAILURE: Readonly<Record<IngestFailure, number>> = {
   [IngestFailure.OUT_OF_RESOURCES]: Status.OUT_OF_RESOURCES,

@@ -13,9 +13,8 @@ import { canReencode, reencodeDataSet } from '../../dicom/reencode.js';
 import { EXPLICIT_VR_LE, IMPLICIT_VR_LE } from '../../dicom/transfer-syntax.js';
 import type { AcceptedContext } from '../acse/negotiate.js';
 import { CommandField, DATA_SET_PRESENT, Priority, type CommandSet } from '../message/command.js';
-import { Status } from '../message/status.js';
+import { Status, storeOutcomeOf } from '../message/status.js';
 import { openPart10, type OpenedPart10 } from '../scu/part10.js';
-import { outcomeOf } from '../scu/store.js';
 import type { OperationContext } from './context.js';
 import {
   planAndSelect,
@@ -123,7 +122,7 @@ export function createGetHandler(deps: GetDeps): GetHandler {
           priority: req.priority ?? Priority.MEDIUM,
         }, dataSet);
         bytes += sent;
-        return outcomeOf(rsp.status ?? Status.PROCESSING_FAILURE);
+        return storeOutcomeOf(rsp.status ?? Status.PROCESSING_FAILURE);
       } finally {
         await opened.close().catch(() => {});
       }

@@ -36,7 +36,7 @@ import {
 } from '../../dicom/transfer-syntax.js';
 import { CommandField, NO_DATA_SET, type CommandSet } from '../message/command.js';
 import { drainDataSet, part10Stream } from '../message/part10-stream.js';
-import { Status, storeStatus } from '../message/status.js';
+import { Status, storeOutcomeOf, storeStatus } from '../message/status.js';
 import type { PresentationContextRq, RoleSelection } from '../pdu/types.js';
 import type { ReceivedMessage, ScuAssociation, ScuTarget } from './association.js';
 import { ScuError } from './errors.js';
@@ -438,11 +438,6 @@ export function getContexts(getSopClassUid: string, storage: readonly StorageCon
   return { contexts, roles: [...roles.values()] };
 }
 
-function outcomeOf(status: number): RetrievedInstanceResult['outcome'] {
-  if (status === Status.SUCCESS) return 'success';
-  if ((status & 0xf000) === 0xb000) return 'warning';
-  return 'failure';
-}
 
 function sinkAnswer(outcome: GetSinkOutcome): { status: number; comment?: string } {
   if ('status' in outcome && typeof outcome.status === 'number') return { status: outcome.status, ...(outcome.errorComment ? { comment: outcome.errorComment } : {}) };
@@ -484,7 +479,7 @@ async function takeStore(h: StoreHandling, msg: ReceivedMessage): Promise<Comman
   if (dataSet === undefined) return respond(Status.CANNOT_UNDERSTAND, 'no data set');
   h.totals.received++;
   const report = (status: number, bytes: number, error?: string): CommandSet => {
-    h.onInstance?.({ sopClassUid, sopInstanceUid, transferSyntaxUid: ctx.transferSyntax, status, outcome: outcomeOf(status), bytes, ...(error ? { error } : {}) });
+    h.onInstance?.({ sopClassUid, sopInstanceUid, transferSyntaxUid: ctx.transferSyntax, status, outcome: storeOutcomeOf(status), bytes, ...(error ? { error } : {}) });
     return respond(status, error);
   };
   if (sopClassUid !== ctx.abstractSyntax) {

@@ -14,7 +14,7 @@ import type { Logger } from '../../archive/context.js';
 import { canReencode, reencodeDataSet } from '../../dicom/reencode.js';
 import { EXPLICIT_VR_LE, IMPLICIT_VR_LE } from '../../dicom/transfer-syntax.js';
 import { CommandField, DATA_SET_PRESENT, Priority } from '../message/command.js';
-import { Status } from '../message/status.js';
+import { Status, storeOutcomeOf } from '../message/status.js';
 import type { PresentationContextRq } from '../pdu/types.js';
 import { ScuAssociation, type AcceptedPresentationContext, type ScuTarget } from './association.js';
 import { isScuError } from './errors.js';
@@ -114,11 +114,6 @@ function pairKey(sopClassUid: string, ts: string): string {
   return `${sopClassUid}|${ts}`;
 }
 
-export function outcomeOf(status: number): StoreOutcome {
-  if (status === Status.SUCCESS) return 'success';
-  if ((status & 0xf000) === 0xb000) return 'warning';
-  return 'failure';
-}
 
 /** A file path as an item: File Meta read now, the bytes when sent. */
 async function fileItem(path: string): Promise<StoreItem> {
@@ -360,7 +355,7 @@ async function sendOne(
       return { ...ident, ...sent, outcome: 'failure', error: `unexpected response 0x${rsp.command.commandField.toString(16)} to C-STORE`, bytes };
     }
     const status = rsp.command.status ?? Status.PROCESSING_FAILURE;
-    const result: StoreInstanceResult = { ...ident, ...sent, outcome: outcomeOf(status), status, bytes };
+    const result: StoreInstanceResult = { ...ident, ...sent, outcome: storeOutcomeOf(status), status, bytes };
     if (rsp.command.errorComment) result.error = rsp.command.errorComment;
     return result;
   } catch (err) {

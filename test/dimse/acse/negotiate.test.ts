@@ -55,6 +55,30 @@ describe('presentation context negotiation (SPEC §4)', () => {
     assert.deepEqual(results(r, { ...policy, acceptUnknownSopClasses: false }), [[3, ''], [3, '']]);
   });
 
+  it('never takes the query/retrieve classes registered under the storage root, nor Defined Procedure Protocol Q/R, for storage', () => {
+    const queryRetrieve = [
+      '1.2.840.10008.5.1.4.1.1.200.4', // Protocol Approval FIND
+      '1.2.840.10008.5.1.4.1.1.200.5',
+      '1.2.840.10008.5.1.4.1.1.200.6',
+      '1.2.840.10008.5.1.4.1.1.201.2', // Inventory FIND
+      '1.2.840.10008.5.1.4.1.1.201.3',
+      '1.2.840.10008.5.1.4.1.1.201.4',
+      '1.2.840.10008.5.1.4.1.1.201.5', // Inventory Creation
+      '1.2.840.10008.5.1.4.1.1.201.6', // Repository Query
+      '1.2.840.10008.5.1.4.20.1', // Defined Procedure Protocol FIND
+      '1.2.840.10008.5.1.4.20.2',
+      '1.2.840.10008.5.1.4.20.3',
+    ];
+    const storage = ['1.2.840.10008.5.1.4.1.1.200.1', '1.2.840.10008.5.1.4.1.1.200.3', '1.2.840.10008.5.1.4.1.1.201.1']; // CT DPP, Protocol Approval, Inventory Storage
+    const r = rq([...queryRetrieve, ...storage].map((uid): [string, string[]] => [uid, [EXPLICIT]]));
+    assert.deepEqual(results(r), [...queryRetrieve.map(() => [3, '']), ...storage.map(() => [0, EXPLICIT])]);
+  });
+
+  it('never accepts a transfer syntax it does not know, even one named in the allow-list', () => {
+    const unknown = '1.2.3.4.5';
+    assert.deepEqual(results(rq([[CT, [unknown, IMPLICIT]], [CT, [unknown]]]), { ...policy, acceptAll: false, accepted: [unknown, IMPLICIT] }), [[0, IMPLICIT], [4, '']]);
+  });
+
   it('answers the asynchronous operations window 1/1, role selection for storage and Q/R extended negotiation with zeros', () => {
     const r = rq([[CT, [EXPLICIT]], [FIND, [EXPLICIT]]]);
     r.userInformation.asyncOperationsWindow = { maxInvoked: 5, maxPerformed: 5 };
