@@ -20,6 +20,13 @@ export interface HeaderReadOptions {
   maxHeaderBytes?: number;
   /** archive.default_character_set, used when (0008,0005) is absent or unknown; default 'ISO_IR 100'. */
   defaultCharacterSet?: string;
+  /**
+   * The File Meta's group length (0002,0000) is exact, because pacsnode wrote it in front of a data
+   * set received over the network (C-STORE): File Meta ends there, and a group 0002 element after
+   * it is in the data set, where PS3.5 7.1 allows none (MALFORMED). Otherwise group 0002 elements
+   * past a wrong group length are still read as File Meta, as many writers get it wrong.
+   */
+  exactFileMetaLength?: boolean;
 }
 
 export interface PixelDataRef {
@@ -97,6 +104,7 @@ interface Context {
   pos: number;
   retained: number;
   maxHeaderBytes: number;
+  exactMeta: boolean;
   threshold: number;
   defaultCharacterSet: string;
   characterSetUnknown: boolean;
@@ -427,6 +435,9 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
       if (!undefinedLength) ctx.pixelData.length = h.length;
       break;
     }
+    if (h.group === 0x0002 && depth === 0 && ctx.exactMeta) {
+      throw new HeaderError('MALFORMED', `File Meta element (${tag.slice(0, 4)},${tag.slice(4)}) inside the data set`);
+    }
     if (h.element === 0 || h.group === 0x0002) {
       // group lengths are not emitted (and are wrong often enough not to be trusted); group 0002
       // belongs to File Meta and is not part of the dataset
@@ -502,8 +513,8 @@ function* readMeta(ctx: Context): Parser<{ meta: DicomJsonDataset; transferSynta
     if (next.length < 2) break;
     const group = (next[0] as number) | ((next[1] as number) << 8);
     if (group !== 0x0002) break;
-    // past the declared group length only while it is certainly not deflate data
-    if (metaEnd !== undefined && ctx.pos >= metaEnd && tsUid !== undefined && transferSyntax(tsUid)?.deflated === true) break;
+    // past the declared group length only while it is certainly not deflate data (never when exact)
+    if (metaEnd !== undefined && ctx.pos >= metaEnd && (ctx.exactMeta || (tsUid !== undefined && transferSyntax(tsUid)?.deflated === true))) break;
     const h = yield* readElementHeader(ctx, EXPLICIT_LE);
     if (h.length === UNDEFINED_LENGTH) throw new HeaderError('MALFORMED', 'undefined length in File Meta');
     if (h.element === 0x0000) {
@@ -559,6 +570,7 @@ function newContext(options: HeaderReadOptions, q: ChunkQueue): Context {
     pos: 0,
     retained: 0,
     maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+    exactMeta: options.exactFileMetaLength === true,
     threshold: options.bulkdataThreshold,
     defaultCharacterSet: options.defaultCharacterSet ?? 'ISO_IR 100',
     characterSetUnknown: false,

@@ -7,7 +7,7 @@ import {
   DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, JPEG_BASELINE,
 } from '../../src/dicom/transfer-syntax.js';
 import type { DicomJsonDataset } from '../../src/dicom/types.js';
-import { encapsulatedPixelData, encodeDicomJsonDataset, writePart10, type WriteElement } from '../../src/dicom/writer.js';
+import { encapsulatedPixelData, encodeDataset, encodeDicomJsonDataset, writePart10, type WriteElement } from '../../src/dicom/writer.js';
 
 const SOP_CLASS = '1.2.840.10008.5.1.4.1.1.7';
 const SOP_INSTANCE = '1.2.3.4.5.6.7';
@@ -177,6 +177,17 @@ describe('readPart10HeaderFromBuffer: round trips through writer.ts', () => {
     assert.equal(h.pixelData, undefined);
     assert.equal(h.bytesConsumed, file.length);
     assert.deepEqual(h.dataset, { '00100020': { vr: 'LO', Value: ['ID1'] } });
+  });
+
+  it('with an exact File Meta length (a data set received over DIMSE), refuses group 0002 elements in the data set', () => {
+    const file = part10(sampleDataset(), IMPLICIT_VR_LE);
+    // as DIMSE builds it: our File Meta, then the data set as received (here starting with a
+    // (0002,0010) that would switch the reader to Explicit VR)
+    const plain = readPart10HeaderFromBuffer(file, { ...OPTS, exactFileMetaLength: true });
+    assert.deepEqual(plain.dataset, expectedDataset(true));
+    const intruder = encodeDataset([{ tag: '00020010', vr: 'UI', value: EXPLICIT_VR_LE }], { explicitVr: true });
+    const spliced = Buffer.concat([file.subarray(0, plain.datasetOffset), intruder, file.subarray(plain.datasetOffset)]);
+    assert.throws(() => readPart10HeaderFromBuffer(spliced, { ...OPTS, exactFileMetaLength: true }), headerError('MALFORMED'));
   });
 
   it('reports the dataset offset after File Meta', () => {

@@ -15,7 +15,7 @@ import { emptyUserInformation, type AssociateRq, type Pdu } from '../../src/dims
 import { UpperLayer } from '../../src/dimse/ul/association.js';
 import { DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE } from '../../src/dicom/transfer-syntax.js';
 import { generateUid } from '../../src/dicom/uids.js';
-import { writePart10 } from '../../src/dicom/writer.js';
+import { encodeDataset, writePart10 } from '../../src/dicom/writer.js';
 import { datasetElements, generateCorpus, PATIENTS, SOP_CLASS, type Corpus } from '../helpers/corpus.js';
 import { AE, dcmtk, datasetOf, startDimse, type TestDimse } from './helpers.js';
 import { STUDY_ROOT_FIND } from '../../src/dimse/acse/sop-classes.js';
@@ -361,10 +361,34 @@ describe('DIMSE SCP under abuse: only the offending association ends, nothing is
     assert.equal(await d.metadata.getInstance(sopUid), undefined);
   });
 
-  /** One C-STORE by a raw peer: the command names `affected`, the data set is `ds` (sent whole, last flag set). */
-  async function rawStore(affected: { sopUid: string; sopClassUid?: string }, ds: Buffer): Promise<number | undefined> {
+  it('aborts an A-RELEASE-RQ that arrives while a data set is incomplete (it can never complete); nothing stored, the slot freed', { timeout: 30_000 }, async () => {
+    const { p, sopUid, before } = await partialStore((ds) => ds.subarray(0, 100));
+    await new Promise((r) => setTimeout(r, 100));
+    const active = d.server.associations;
+    p.socket.write(encodePdu({ type: 'A-RELEASE-RQ' }));
+    // Answered at once (not after the 3 s DIMSE timeout): no A-RELEASE-RP, an A-ABORT.
+    assert.equal((await p.next(2000)).type, 'A-ABORT');
+    p.end();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(d.server.associations, active - 1);
+    assert.equal(await blobFiles(d), before);
+    assert.equal(await d.metadata.getInstance(sopUid), undefined);
+  });
+
+  it('aborts an A-RELEASE-RQ that arrives in the middle of a command set', { timeout: 30_000 }, async () => {
     const p = new RawPeer(d.port);
-    await p.associate([[affected.sopClassUid ?? SOP_CLASS.SC, [EXPLICIT_VR_LE]]]);
+    await p.associate(STORAGE);
+    const cmd = encodeCommandSet({ commandField: CommandField.C_STORE_RQ, commandDataSetType: 0, messageId: 1, priority: 0, affectedSopClassUid: SOP_CLASS.SC, affectedSopInstanceUid: generateUid() });
+    p.socket.write(encodeSinglePdv(1, true, false, cmd.subarray(0, 20)));
+    p.socket.write(encodePdu({ type: 'A-RELEASE-RQ' }));
+    assert.equal((await p.next(2000)).type, 'A-ABORT');
+    p.end();
+  });
+
+  /** One C-STORE by a raw peer: the command names `affected`, the data set is `ds` (sent whole, last flag set). */
+  async function rawStore(affected: { sopUid: string; sopClassUid?: string }, ds: Buffer, transferSyntax = EXPLICIT_VR_LE): Promise<number | undefined> {
+    const p = new RawPeer(d.port);
+    await p.associate([[affected.sopClassUid ?? SOP_CLASS.SC, [transferSyntax]]]);
     const cmd = encodeCommandSet({ commandField: CommandField.C_STORE_RQ, commandDataSetType: 0, messageId: 5, priority: 0, affectedSopClassUid: affected.sopClassUid ?? SOP_CLASS.SC, affectedSopInstanceUid: affected.sopUid });
     for (const pdu of fragmentPdus(1, true, cmd, 16384)) p.socket.write(pdu);
     for (const pdu of fragmentPdus(1, false, ds, 16384)) p.socket.write(pdu);
@@ -391,6 +415,19 @@ describe('DIMSE SCP under abuse: only the offending association ends, nothing is
     assert.equal(await rawStore({ sopUid: f.sopUid }, ds.subarray(0, ds.length - 100)), 0xc000);
     assert.equal(await d.metadata.getInstance(f.sopUid), undefined);
     assert.equal(await blobFiles(d), before);
+  });
+
+  it('answers C000 and stores nothing when the data set carries File Meta elements (group 0002) that would override the negotiated transfer syntax', async () => {
+    const before = await blobFiles(d);
+    // Negotiated Implicit VR; the data set claims Explicit VR and is encoded so: stored, it would be
+    // recorded as Explicit behind a File Meta saying Implicit, a file no reader can open.
+    const f = instance(EXPLICIT_VR_LE);
+    const intruder = encodeDataset([{ tag: '00020010', vr: 'UI', value: EXPLICIT_VR_LE }], { explicitVr: true });
+    assert.equal(await rawStore({ sopUid: f.sopUid }, Buffer.concat([intruder, datasetOf(f.bytes)]), IMPLICIT_VR_LE), 0xc000);
+    assert.equal(await d.metadata.getInstance(f.sopUid), undefined);
+    assert.equal(await blobFiles(d), before);
+    // the same data set without it, on an Explicit VR context, is stored
+    assert.equal(await rawStore({ sopUid: f.sopUid }, datasetOf(f.bytes)), 0);
   });
 
   it('answers a C-ECHO-RQ that wrongly carries a data set, discarding it', async () => {
@@ -444,6 +481,35 @@ describe('DIMSE SCP negotiation under abuse', () => {
       assert.equal(ac.type === 'A-ASSOCIATE-AC' ? ac.userInformation.extendedNegotiations.length : -1, 1);
       assert.equal(await echo(d.port), 0);
       p.end();
+    } finally {
+      await d.close();
+    }
+  });
+});
+
+describe('DIMSE SCP requests missing parts', () => {
+  it('answers A900 to a C-FIND-RQ without identifier and to a C-STORE-RQ without data set (not 0211), and aborts a request without Message ID', async () => {
+    const d = await startDimse({ find: (archive) => createFindHandler({ archive, aeTitle: AE }) });
+    try {
+      const p = new RawPeer(d.port);
+      await p.associate([[STUDY_ROOT_FIND, [IMPLICIT_VR_LE]], [SOP_CLASS.SC, [EXPLICIT_VR_LE]]]);
+      const answer = async (): Promise<ReturnType<typeof decodeCommandSet>> => {
+        const rsp = await p.next();
+        assert.equal(rsp.type, 'P-DATA-TF');
+        return decodeCommandSet(Buffer.concat(rsp.type === 'P-DATA-TF' ? rsp.pdvs.map((v) => v.data) : []));
+      };
+      p.socket.write(encodeSinglePdv(1, true, true, encodeCommandSet({ commandField: CommandField.C_FIND_RQ, commandDataSetType: NO_DATA_SET, messageId: 7, priority: 0, affectedSopClassUid: STUDY_ROOT_FIND })));
+      const find = await answer();
+      assert.deepEqual([find.commandField, find.status, find.messageIdBeingRespondedTo], [CommandField.C_FIND_RSP, 0xa900, 7]);
+      const sopUid = generateUid();
+      p.socket.write(encodeSinglePdv(3, true, true, encodeCommandSet({ commandField: CommandField.C_STORE_RQ, commandDataSetType: NO_DATA_SET, messageId: 8, priority: 0, affectedSopClassUid: SOP_CLASS.SC, affectedSopInstanceUid: sopUid })));
+      const store = await answer();
+      assert.deepEqual([store.commandField, store.status, store.messageIdBeingRespondedTo, store.affectedSopInstanceUid], [CommandField.C_STORE_RSP, 0xa900, 8, sopUid]);
+      // a C-ECHO-RQ without (0000,0110): no response could name it
+      p.socket.write(encodeSinglePdv(1, true, true, encodeCommandSet({ commandField: CommandField.C_ECHO_RQ, commandDataSetType: NO_DATA_SET, affectedSopClassUid: '1.2.840.10008.1.1' })));
+      assert.equal((await p.next(2000)).type, 'A-ABORT');
+      p.end();
+      assert.equal(await echo(d.port), 0);
     } finally {
       await d.close();
     }

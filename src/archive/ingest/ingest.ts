@@ -44,6 +44,12 @@ export interface IngestInput {
    * Instance UID): a data set naming others fails with MISSING_ATTRIBUTE (A900), nothing stored.
    */
   expectedIdentity?: { sopClassUid: string; sopInstanceUid: string };
+  /**
+   * The body's File Meta was built by pacsnode in front of a data set received over DIMSE, so its
+   * group length is exact and the data set may hold no group 0002 element (PS3.5 7.1): one that
+   * does fails NOT_PARSEABLE (C000) instead of overriding the negotiated transfer syntax.
+   */
+  builtFileMeta?: boolean;
 }
 
 /** The header reader may lag behind the pump; past this many queued bytes the pump waits for it. */
@@ -74,6 +80,7 @@ export async function ingestInstance(deps: IngestDeps, ctx: CallContext, input: 
   const headerPromise: Promise<ParsedHeader> = readPart10Header(queue, {
     bulkdataThreshold: settings.bulkdataThreshold,
     defaultCharacterSet: settings.defaultCharacterSet,
+    ...(input.builtFileMeta === true ? { exactFileMetaLength: true } : {}),
   }).finally(() => {
     parserActive = false;
     queue.close();

@@ -46,6 +46,11 @@ export class MessageAssembler {
     return this.dataSet !== undefined;
   }
 
+  /** Whether a message is part-way through (its command or its data set): a release now cuts it. */
+  get incomplete(): boolean {
+    return this.dataSet !== undefined || this.commandContext !== undefined;
+  }
+
   fragment(f: PdvFragment): void {
     if (this.failed) return;
     if (f.command) this.commandFragment(f);

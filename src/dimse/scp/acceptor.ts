@@ -133,6 +133,14 @@ export class Acceptor {
           this.assembler.fragment(f);
         },
         releaseIndication: () => {
+          if (this.assembler.incomplete) {
+            // No P-DATA may follow an A-RELEASE-RQ (PS3.8: P-DATA-TF in Sta8 is AA-8), so the
+            // message in progress can never complete: waiting for it held the association (and
+            // its max_associations slot) forever. Abort; a partial data set stores nothing.
+            this.endDetail = 'A-RELEASE-RQ before the message in progress was complete';
+            this.ul.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, this.endDetail);
+            return;
+          }
           this.ending = 'released';
           // Answer once the operations in progress have sent their responses (Sta8 allows P-DATA).
           void this.work.then(() => this.ul.releaseResponse());
@@ -259,6 +267,14 @@ export class Acceptor {
       this.onResponse(msg);
       return;
     }
+    if (command.messageId === undefined) {
+      // Message ID (0000,0110) is required in every request (PS3.7 9.3): without it no response
+      // can name the request it answers, so the association cannot go on.
+      msg.dataSet?.destroy();
+      this.endDetail = 'request without Message ID (0000,0110)';
+      this.ul.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, this.endDetail);
+      return;
+    }
     if (this.busy >= MAX_OUTSTANDING_OPERATIONS) {
       msg.dataSet?.destroy();
       this.endDetail = `more than ${MAX_OUTSTANDING_OPERATIONS} operations outstanding (the negotiated window is 1)`;
@@ -343,7 +359,8 @@ export class Acceptor {
         msg.dataSet?.resume();
         return one(handleEcho(command));
       case CommandField.C_STORE_RQ: {
-        if (presentation.kind !== 'storage' || msg.dataSet === undefined) break;
+        if (presentation.kind !== 'storage') break;
+        if (msg.dataSet === undefined) return one(withoutDataSet(command, 'no data set'));
         this.operations.store++;
         if (presentation.requestorScu === false) {
           // Accepted for the requestor's C-GET only (SCP role): it may not store here.
@@ -357,19 +374,22 @@ export class Acceptor {
         return one(r.response);
       }
       case CommandField.C_FIND_RQ: {
-        if (presentation.kind !== 'find' || msg.dataSet === undefined || this.deps.find === undefined) break;
+        if (presentation.kind !== 'find' || this.deps.find === undefined) break;
+        if (msg.dataSet === undefined) return one(withoutDataSet(command, 'no identifier'));
         this.operations.find++;
         const identifier = await collect(msg.dataSet, MAX_IDENTIFIER_LENGTH);
         return this.deps.find(ctx, command, identifier);
       }
       case CommandField.C_MOVE_RQ: {
-        if (presentation.kind !== 'move' || msg.dataSet === undefined || this.deps.move === undefined) break;
+        if (presentation.kind !== 'move' || this.deps.move === undefined) break;
+        if (msg.dataSet === undefined) return one(withoutDataSet(command, 'no identifier'));
         this.operations.move++;
         const identifier = await collect(msg.dataSet, MAX_IDENTIFIER_LENGTH);
         return this.deps.move(ctx, command, identifier, signals);
       }
       case CommandField.C_GET_RQ: {
-        if (presentation.kind !== 'get' || msg.dataSet === undefined || this.deps.get === undefined) break;
+        if (presentation.kind !== 'get' || this.deps.get === undefined) break;
+        if (msg.dataSet === undefined) return one(withoutDataSet(command, 'no identifier'));
         this.operations.get++;
         const identifier = await collect(msg.dataSet, MAX_IDENTIFIER_LENGTH);
         return this.deps.get(ctx, command, identifier, this.getIo(signals));
@@ -536,6 +556,23 @@ function refusedStore(req: CommandSet): CommandSet {
     ...(req.messageId !== undefined ? { messageIdBeingRespondedTo: req.messageId } : {}),
     status: Status.NOT_AUTHORIZED,
     errorComment: 'storage SCU role not accepted on this context',
+  };
+}
+
+/**
+ * A C-STORE, C-FIND, C-MOVE or C-GET request whose Command Data Set Type announces no data set:
+ * the operation is known but cannot be done without its data set or identifier (A900, PS3.4
+ * B.2.3 and C.4), rather than 0211 "unrecognized operation".
+ */
+function withoutDataSet(req: CommandSet, what: string): CommandSet {
+  return {
+    commandField: (req.commandField | 0x8000) & 0xffff,
+    commandDataSetType: NO_DATA_SET,
+    ...(req.affectedSopClassUid !== undefined ? { affectedSopClassUid: req.affectedSopClassUid } : {}),
+    ...(req.commandField === CommandField.C_STORE_RQ && req.affectedSopInstanceUid !== undefined ? { affectedSopInstanceUid: req.affectedSopInstanceUid } : {}),
+    ...(req.messageId !== undefined ? { messageIdBeingRespondedTo: req.messageId } : {}),
+    status: Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+    errorComment: what,
   };
 }
 

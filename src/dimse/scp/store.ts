@@ -46,7 +46,7 @@ export async function handleStore(archive: Pick<Archive, 'ingest'>, ctx: Operati
   }
 
   const part10 = part10Stream({ sopClassUid, sopInstanceUid, transferSyntaxUid: ctx.presentation.transferSyntax, sourceAeTitle: ctx.callingAe }, dataSet);
-  const outcome = await archive.ingest(ctx.call, { body: part10.body, expectedIdentity: { sopClassUid, sopInstanceUid } });
+  const outcome = await archive.ingest(ctx.call, { body: part10.body, expectedIdentity: { sopClassUid, sopInstanceUid }, builtFileMeta: true });
   // Ingest reads to the end even when it fails early; this only covers a stream it left unread.
   await drainDataSet(dataSet);
   const status = storeStatus(outcome);

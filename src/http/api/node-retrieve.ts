@@ -49,6 +49,7 @@ export interface NodeRetrieveResult extends NodeRetrieveCounts {
 
 /** One instance the node sends during C-GET: Part-10 bytes, File Meta built by the SCU. */
 export interface NodeRetrievedInstance {
+  sopClassUid: string;
   sopInstanceUid: string;
   part10: AsyncIterable<Uint8Array>;
 }
@@ -260,7 +261,14 @@ export function registerNodeRetrieveRoutes(app: FastifyInstance, deps: NodeRetri
     const ingestCtx: CallContext = { principal: ctx.principal, origin: { ...ctx.origin, callingAe: node.aeTitle, calledAe: scu.callingAe } };
     const expectedStudyUid = retrieve.level === 'PATIENT' ? undefined : retrieve.studyUid;
     const sink = (instance: NodeRetrievedInstance): Promise<IngestOutcome> =>
-      archive.ingest(ingestCtx, { body: instance.part10, ...(expectedStudyUid !== undefined ? { expectedStudyUid } : {}) });
+      archive.ingest(ingestCtx, {
+        body: instance.part10,
+        // As the C-STORE SCP: the data set must name the SOP Instance the C-STORE-RQ announced,
+        // and hold no File Meta of its own behind the one built for it.
+        expectedIdentity: { sopClassUid: instance.sopClassUid, sopInstanceUid: instance.sopInstanceUid },
+        builtFileMeta: true,
+        ...(expectedStudyUid !== undefined ? { expectedStudyUid } : {}),
+      });
     const started = await jobs.startJob(
       ctx,
       'get',
