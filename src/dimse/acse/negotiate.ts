@@ -3,8 +3,11 @@
  * accept with which transfer syntax, and the user information we answer with. Pure.
  */
 import { EXPLICIT_VR_LE, IMPLICIT_VR_LE, isKnownTransferSyntax } from '../../dicom/transfer-syntax.js';
+import { isValidUid } from '../../dicom/uid.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from '../../dicom/uids.js';
+import { presentationContextIdProblem } from '../pdu/codec.js';
 import {
+  PduError,
   PresentationResult,
   emptyUserInformation,
   type AssociateAc,
@@ -62,6 +65,10 @@ function classify(
   services: ReadonlySet<ServiceKind>,
   roles: ReadonlyMap<string, RoleSelection>,
 ): ServiceKind | PresentationResult {
+  // An abstract syntax name is a UID (PS3.8 9.3.2.2.1, PS3.5 9.1: digits and dots, at most 64
+  // characters); anything else names no SOP class we could support. This also bounds every item
+  // of our answer that repeats it (role selection).
+  if (!isValidUid(uid)) return PresentationResult.ABSTRACT_SYNTAX_NOT_SUPPORTED;
   if (uid === VERIFICATION) return 'verification';
   const qr = FIND_SOP_CLASSES.has(uid) ? 'find' : MOVE_SOP_CLASSES.has(uid) ? 'move' : GET_SOP_CLASSES.has(uid) ? 'get' : undefined;
   if (qr !== undefined) {
@@ -112,43 +119,59 @@ function answerExtendedNegotiation(proposal: ExtendedNegotiation, accepted: Read
   return { sopClassUid: proposal.sopClassUid, info: Buffer.alloc(n, 0) };
 }
 
+/** The roles of the requestor on the contexts of one SOP class, as we answer its role selection item. */
+interface RequestorRoles {
+  scu: boolean;
+  scp: boolean;
+}
+
 /**
- * SCP/SCU Role Selection (PS3.7 D.3.3.4). For storage SOP classes the requestor's SCU role is
- * accepted when the node may store, and its SCP role (receiving C-GET sub-operations) when it may
- * retrieve and C-GET is offered; a role not accepted is answered 0 (a role proposed 0 is never
- * answered 1). For other SOP classes we keep the default roles (the requestor is SCU only).
+ * SCP/SCU Role Selection (PS3.7 D.3.3.4): "The Association-acceptor, for each SCP/SCU Role
+ * Selection item offered, either accepts the Association-requestor proposal by returning the same
+ * value (1) or turns down the proposal by returning the value (0). The Association-acceptor shall
+ * not return the value (1) if the Association-requestor has not proposed the role".
+ *
+ * Storage SOP classes: the requestor's SCU role is accepted when the node may store, and its SCP
+ * role (receiving C-GET sub-operations) when it may retrieve and C-GET is offered. Other SOP
+ * classes (Verification, Q/R): we act only as SCP, so the requestor's SCU role is accepted when
+ * proposed and its SCP role is always turned down. Undefined: no proposal, the default roles
+ * apply (requestor SCU, acceptor SCP) and no item is answered.
  */
-function answerRoleSelection(proposal: RoleSelection, contexts: ReadonlyMap<number, AcceptedContext>, permissions: Permissions, services: ReadonlySet<ServiceKind>): RoleSelection | undefined {
-  const ctx = [...contexts.values()].find((c) => c.abstractSyntax === proposal.sopClassUid);
-  if (ctx === undefined) return undefined;
-  if (ctx.kind === 'storage') {
-    return {
-      sopClassUid: proposal.sopClassUid,
-      scuRole: proposal.scuRole && permissions.store,
-      scpRole: proposal.scpRole && services.has('get') && permissions.retrieve,
-    };
+function requestorRoles(kind: ServiceKind, proposal: RoleSelection | undefined, permissions: Permissions, services: ReadonlySet<ServiceKind>): RequestorRoles | undefined {
+  if (proposal === undefined) return undefined;
+  if (kind === 'storage') {
+    return { scu: proposal.scuRole && permissions.store, scp: proposal.scpRole && services.has('get') && permissions.retrieve };
   }
-  return { sopClassUid: proposal.sopClassUid, scuRole: proposal.scuRole, scpRole: false };
+  return { scu: proposal.scuRole, scp: false };
 }
 
 /** The services the SCP offers; a context for any other is refused (result 3). */
 export const ALL_SERVICES: ReadonlySet<ServiceKind> = new Set<ServiceKind>(['verification', 'storage', 'find', 'move', 'get']);
 
 export function negotiate(rq: AssociateRq, policy: NegotiationPolicy, permissions: Permissions, services: ReadonlySet<ServiceKind> = ALL_SERVICES): Negotiated {
+  // The decoder refuses such a request (A-ABORT 2/6); a caller that built one itself gets no
+  // ambiguous answer either.
+  const problem = presentationContextIdProblem(rq.presentationContexts.map((pc) => pc.id));
+  if (problem !== undefined) throw new PduError(problem);
   const contexts = new Map<number, AcceptedContext>();
   const answers: PresentationContextAc[] = [];
   // The first role proposal of a SOP class counts (PS3.7 D.3.3.4: one item per SOP class).
   const roles = new Map<string, RoleSelection>();
   for (const r of rq.userInformation.roleSelections) if (!roles.has(r.sopClassUid)) roles.set(r.sopClassUid, r);
+  // The roles we answer, by SOP class: only classes with an accepted context get an item.
+  const answeredRoles = new Map<string, RequestorRoles>();
   for (const pc of rq.presentationContexts) {
-    // Presentation context IDs are odd integers, unique within the association (PS3.8 9.3.2.2).
-    if (pc.id % 2 === 0 || contexts.has(pc.id) || answers.some((a) => a.id === pc.id)) {
-      answers.push({ id: pc.id, result: PresentationResult.NO_REASON, transferSyntax: '' });
-      continue;
-    }
     const kind = classify(pc.abstractSyntax, policy, permissions, services, roles);
     if (typeof kind === 'number') {
       answers.push({ id: pc.id, result: kind, transferSyntax: '' });
+      continue;
+    }
+    const role = requestorRoles(kind, roles.get(pc.abstractSyntax), permissions, services);
+    if (role !== undefined && !role.scu && !role.scp) {
+      // The requestor proposed roles of which we accept none (e.g. SCP only for a class we
+      // only serve as SCP): neither party would have a role, so the context is refused rather
+      // than accepted unusable (the default roles apply only when no item is exchanged).
+      answers.push({ id: pc.id, result: PresentationResult.USER_REJECTION, transferSyntax: '' });
       continue;
     }
     const ts = chooseTransferSyntax(kind, pc.transferSyntaxes, policy);
@@ -156,7 +179,15 @@ export function negotiate(rq: AssociateRq, policy: NegotiationPolicy, permission
       answers.push({ id: pc.id, result: PresentationResult.TRANSFER_SYNTAXES_NOT_SUPPORTED, transferSyntax: '' });
       continue;
     }
-    contexts.set(pc.id, { id: pc.id, abstractSyntax: pc.abstractSyntax, transferSyntax: ts, kind });
+    const accepted: AcceptedContext = { id: pc.id, abstractSyntax: pc.abstractSyntax, transferSyntax: ts, kind };
+    if (role !== undefined) {
+      answeredRoles.set(pc.abstractSyntax, role);
+      if (kind === 'storage') {
+        accepted.requestorScu = role.scu;
+        accepted.requestorScp = role.scp;
+      }
+    }
+    contexts.set(pc.id, accepted);
     answers.push({ id: pc.id, result: PresentationResult.ACCEPTANCE, transferSyntax: ts });
   }
 
@@ -167,15 +198,13 @@ export function negotiate(rq: AssociateRq, policy: NegotiationPolicy, permission
   ui.implementationVersionName = IMPLEMENTATION_VERSION_NAME;
   // We perform one operation at a time in each direction (PS3.7 D.3.3.3).
   if (rq.userInformation.asyncOperationsWindow !== undefined) ui.asyncOperationsWindow = { maxInvoked: 1, maxPerformed: 1 };
-  for (const r of roles.values()) {
-    const answer = answerRoleSelection(r, contexts, permissions, services);
-    if (!answer) continue;
-    ui.roleSelections.push(answer);
-    for (const c of contexts.values()) {
-      if (c.abstractSyntax !== answer.sopClassUid || c.kind !== 'storage') continue;
-      c.requestorScu = answer.scuRole;
-      c.requestorScp = answer.scpRole;
-    }
+  // Items are answered only for SOP classes with an accepted context, in the order proposed: each
+  // names a valid UID (at most 64 characters) and there are at most 128 of them (unique odd IDs
+  // 1-255), so they take at most 128 * 72 bytes and the user information item stays far below
+  // its 16-bit length (PS3.8 9.3.3.3) whatever the request held.
+  for (const sopClassUid of roles.keys()) {
+    const role = answeredRoles.get(sopClassUid);
+    if (role !== undefined) ui.roleSelections.push({ sopClassUid, scuRole: role.scu, scpRole: role.scp });
   }
   // At most one answer per SOP class (PS3.7 D.3.3.5), the first proposal's: a request repeating
   // one class thousands of times must not make an answer longer than a user information item holds.

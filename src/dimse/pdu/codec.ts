@@ -239,6 +239,25 @@ function decodeUserInformation(buf: Buffer): UserInformation {
   return ui;
 }
 
+/**
+ * What makes the presentation context list of an A-ASSOCIATE-RQ invalid, if anything: PS3.8
+ * 9.3.2 requires one or more presentation context items, and 9.3.2.2 context IDs that are odd
+ * integers between 1 and 255, unique within the association. Such a request cannot be answered
+ * unambiguously (the A-ASSOCIATE-AC names its results by ID): it is an invalid PDU, answered with
+ * A-ABORT (service provider, invalid PDU parameter value) like every other malformed request
+ * (PS3.8 9.2, Evt19 in Sta2).
+ */
+export function presentationContextIdProblem(ids: readonly number[]): string | undefined {
+  if (ids.length === 0) return 'A-ASSOCIATE-RQ without presentation context';
+  const seen = new Set<number>();
+  for (const id of ids) {
+    if (!Number.isInteger(id) || id < 1 || id > 255 || id % 2 === 0) return `presentation context ID ${id} is not an odd integer 1-255`;
+    if (seen.has(id)) return `presentation context ID ${id} proposed more than once`;
+    seen.add(id);
+  }
+  return undefined;
+}
+
 function decodeAssociate(type: number, body: Buffer): AssociateRq | AssociateAc {
   const rq = type === PduType.A_ASSOCIATE_RQ;
   const name = rq ? 'A-ASSOCIATE-RQ' : 'A-ASSOCIATE-AC';
@@ -259,8 +278,11 @@ function decodeAssociate(type: number, body: Buffer): AssociateRq | AssociateAc 
       let abstractSyntax: string | undefined;
       const transferSyntaxes: string[] = [];
       for (const sub of items(v.subarray(4), 'presentation context')) {
-        if (sub.type === ItemType.ABSTRACT_SYNTAX) abstractSyntax = uidText(sub.value);
-        else if (sub.type === ItemType.TRANSFER_SYNTAX) transferSyntaxes.push(uidText(sub.value));
+        if (sub.type === ItemType.ABSTRACT_SYNTAX) {
+          // One abstract syntax sub-item per presentation context (PS3.8 9.3.2.2).
+          if (abstractSyntax !== undefined) throw new PduError('presentation context with more than one abstract syntax');
+          abstractSyntax = uidText(sub.value);
+        } else if (sub.type === ItemType.TRANSFER_SYNTAX) transferSyntaxes.push(uidText(sub.value));
         else throw new PduError(`unexpected sub-item 0x${sub.type.toString(16)} in a presentation context`, AbortReason.UNRECOGNIZED_PDU_PARAMETER);
       }
       if (abstractSyntax === undefined) throw new PduError('presentation context without abstract syntax');
@@ -281,6 +303,10 @@ function decodeAssociate(type: number, body: Buffer): AssociateRq | AssociateAc 
     }
   }
   if (applicationContext === undefined) throw new PduError(`${name} without application context`);
+  if (rq) {
+    const problem = presentationContextIdProblem(pcsRq.map((pc) => pc.id));
+    if (problem !== undefined) throw new PduError(problem, AbortReason.INVALID_PDU_PARAMETER_VALUE);
+  }
   const common = { protocolVersion, calledAe, callingAe, applicationContext, userInformation: userInformation ?? emptyUserInformation() };
   return rq ? { type: 'A-ASSOCIATE-RQ', ...common, presentationContexts: pcsRq } : { type: 'A-ASSOCIATE-AC', ...common, presentationContexts: pcsAc };
 }

@@ -2,7 +2,7 @@
 // D.3.3), each annotated field by field; every one is decoded and re-encoded to the same bytes.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodePdu, encodePdu, encodeSinglePdv } from '../../../src/dimse/pdu/codec.js';
+import { decodePdu, encodePdu, encodeSinglePdv, presentationContextIdProblem } from '../../../src/dimse/pdu/codec.js';
 import { AbortReason, PduError, type AssociateAc, type AssociateRq, type Pdu } from '../../../src/dimse/pdu/types.js';
 
 /** Hex fields (spaces ignored) and quoted ASCII text, concatenated. */
@@ -106,6 +106,47 @@ const FIXTURES: [string, Buffer, Pdu][] = [
   ['A-ABORT service-provider, invalid PDU parameter value', bytes('07 00 00000004 0000 02 06'), { type: 'A-ABORT', source: 2, reason: 6 }],
 ];
 
+/** A presentation context RQ item: Verification, Implicit VR LE. */
+function pcItem(id: number): Buffer {
+  return bytes('20 00', u16(4 + 4 + 17 + 4 + 17), id.toString(16).padStart(2, '0'), '000000', '30 00', u16(17), t(VERIFICATION), '40 00', u16(17), t(IMPLICIT));
+}
+
+/** An A-ASSOCIATE-RQ PDU around the given presentation context items (and an empty user information item). */
+function rqWith(...contexts: Buffer[]): Buffer {
+  const body = Buffer.concat([bytes('0001 0000', '', t('PACSNODE'.padEnd(16)), t('SCU'.padEnd(16)), '00'.repeat(32), '10 00', u16(21), t(APP)), ...contexts, bytes('50 00 0000')]);
+  return Buffer.concat([bytes('01 00', u32(body.length)), body]);
+}
+
+const invalidParameter = (e: unknown): boolean => e instanceof PduError && e.reason === AbortReason.INVALID_PDU_PARAMETER_VALUE;
+
+describe('A-ASSOCIATE-RQ presentation context list (PS3.8 9.3.2, 9.3.2.2)', () => {
+  it('decodes unique odd IDs 1-255, up to 128 contexts', () => {
+    const ids = Array.from({ length: 128 }, (_, i) => 2 * i + 1);
+    const pdu = decodePdu(rqWith(...ids.map(pcItem))) as AssociateRq;
+    assert.deepEqual(pdu.presentationContexts.map((pc) => pc.id), ids);
+    assert.equal(presentationContextIdProblem(ids), undefined);
+  });
+
+  it('rejects two presentation contexts of the same ID as an invalid PDU parameter value (A-ABORT 2/6)', () => {
+    assert.throws(() => decodePdu(rqWith(pcItem(1), pcItem(3), pcItem(1))), (e: unknown) => invalidParameter(e) && /ID 1 proposed more than once/.test((e as Error).message));
+  });
+
+  it('rejects even presentation context IDs, 0 included (A-ABORT 2/6)', () => {
+    assert.throws(() => decodePdu(rqWith(pcItem(1), pcItem(2))), invalidParameter);
+    assert.throws(() => decodePdu(rqWith(pcItem(0))), invalidParameter);
+    assert.throws(() => decodePdu(rqWith(pcItem(254))), invalidParameter);
+  });
+
+  it('rejects an A-ASSOCIATE-RQ without presentation context (A-ABORT 2/6)', () => {
+    assert.throws(() => decodePdu(rqWith()), (e: unknown) => invalidParameter(e) && /without presentation context/.test((e as Error).message));
+  });
+
+  it('rejects a presentation context with two abstract syntax sub-items', () => {
+    const twice = bytes('20 00', u16(4 + 4 + 17 + 4 + 25 + 4 + 17), '01 000000', '30 00', u16(17), t(VERIFICATION), '30 00', u16(25), t(CT), '40 00', u16(17), t(IMPLICIT));
+    assert.throws(() => decodePdu(rqWith(twice)), invalidParameter);
+  });
+});
+
 describe('PDU codec', () => {
   for (const [name, raw, pdu] of FIXTURES) {
     it(`decodes ${name}`, () => assert.deepEqual(decodePdu(raw), pdu));
@@ -118,14 +159,14 @@ describe('PDU codec', () => {
 
   it('keeps user identity and other unknown sub-items as raw items', () => {
     const ui = bytes('50 00', u16(4 + 16), '58 00', u16(16), '01 01', u16(10), t('pacsnode01'), '0000');
-    const body = bytes('0001 0000', '', t('A'.padEnd(16)), t('B'.padEnd(16)), '00'.repeat(32), '10 00', u16(21), t(APP), ui.toString('hex'));
+    const body = bytes('0001 0000', '', t('A'.padEnd(16)), t('B'.padEnd(16)), '00'.repeat(32), '10 00', u16(21), t(APP), pcItem(1).toString('hex'), ui.toString('hex'));
     const pdu = decodePdu(Buffer.concat([bytes('01 00', u32(body.length)), body])) as AssociateRq;
     assert.equal(pdu.userInformation.otherItems.length, 1);
     assert.equal(pdu.userInformation.otherItems[0]?.type, 0x58);
   });
 
   it('tolerates NUL-padded UIDs and trims AE titles', () => {
-    const body = bytes('0001 0000', '', t('  PACS          '), t('SCU             '), '00'.repeat(32), '10 00', u16(22), t(APP), '00');
+    const body = bytes('0001 0000', '', t('  PACS          '), t('SCU             '), '00'.repeat(32), '10 00', u16(22), t(APP), '00', pcItem(1).toString('hex'));
     const pdu = decodePdu(Buffer.concat([bytes('01 00', u32(body.length)), body])) as AssociateRq;
     assert.equal(pdu.applicationContext, APP);
     assert.equal(pdu.calledAe, 'PACS');
