@@ -18,8 +18,10 @@ import type { QueryLevel } from '../../src/dicom/query-model.js';
 import type { DicomJsonDataset } from '../../src/dicom/types.js';
 import { PATIENT_ROOT_FIND, STUDY_ROOT_FIND } from '../../src/dimse/acse/sop-classes.js';
 import { CommandField, NO_DATA_SET, type CommandSet } from '../../src/dimse/message/command.js';
+import { INTERNAL_ERROR_COMMENT } from '../../src/dimse/message/status.js';
 import { createFindHandler } from '../../src/dimse/scp/find.js';
 import { EXPLICIT_VR_LE } from '../../src/dicom/transfer-syntax.js';
+import { encodeDataset } from '../../src/dicom/writer.js';
 import { generateCorpus, PATIENTS, type Corpus } from '../helpers/corpus.js';
 import { AE, dcmtk, startDimse, type TestDimse } from './helpers.js';
 
@@ -314,9 +316,9 @@ describe('C-FIND SCP handler, in process', () => {
         signal: new AbortController().signal,
         logger: silentLogger,
       };
-      const run = async (req: CommandSet, identifier: Buffer): Promise<CommandSet[]> => {
+      const run = async (req: CommandSet, identifier: Buffer, handler = find): Promise<CommandSet[]> => {
         const out: CommandSet[] = [];
-        for await (const r of find(ctx, req, identifier)) out.push(r.command);
+        for await (const r of handler(ctx, req, identifier)) out.push(r.command);
         return out;
       };
       const req: CommandSet = { commandField: CommandField.C_FIND_RQ, commandDataSetType: 0, messageId: 5, affectedSopClassUid: STUDY_ROOT_FIND, priority: 0 };
@@ -331,6 +333,13 @@ describe('C-FIND SCP handler, in process', () => {
       const [empty] = await run(req, Buffer.alloc(0));
       assert.equal(empty?.status, 0xa900);
       assert.deepEqual(empty?.offendingElement, ['00080052']);
+      // A query failing unexpectedly (a driver's message): C001 with a fixed Error Comment, the
+      // driver's text for the log only.
+      const failing: Archive = { ...d.archive, query: () => Promise.reject(new Error('SQLITE_ERROR: too many SQL variables near "IN"')) };
+      const studyLevel = encodeDataset([{ tag: '00080052', vr: 'CS', value: 'STUDY' }, { tag: '0020000D', vr: 'UI', value: '' }], { explicitVr: true });
+      const [internal] = await run(req, studyLevel, createFindHandler({ archive: failing }));
+      assert.equal(internal?.status, 0xc001);
+      assert.equal(internal?.errorComment, INTERNAL_ERROR_COMMENT);
     } finally {
       await d.close();
     }

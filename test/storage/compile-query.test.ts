@@ -11,8 +11,8 @@ import {
   SqliteQueryCompiler,
 } from 'kysely';
 import type { Constraint, Query } from '../../src/dicom/query-model.js';
-import { countMatches, escapeLike, selectInstances, selectStudies, wildcardToLike } from '../../src/storage/sql/compile-query.js';
-import { postgresDialect, sqliteDialect } from '../../src/storage/sql/dialect.js';
+import { countMatches, escapeLike, selectInstances, selectSeries, selectStudies, wildcardToLike } from '../../src/storage/sql/compile-query.js';
+import { postgresDialect, SHORT_LIST, sqliteDialect } from '../../src/storage/sql/dialect.js';
 import type { IndexDatabase } from '../../src/storage/sql/schema.js';
 
 const pg = new Kysely<IndexDatabase>({
@@ -108,6 +108,26 @@ describe('Query -> SQL compiler', () => {
   it('a universal wildcard adds no condition', () => {
     const query: Query = { ...base, constraints: [{ kind: 'wildcard', tag: '00100010', pattern: '*' }] };
     assert.doesNotMatch(selectStudies(lite, sqliteDialect, query).compile().sql, /patient_name_norm/);
+  });
+
+  it('binds a long list as one parameter (any length), a short one value by value', () => {
+    const uids = Array.from({ length: 40_000 }, (_, k) => `1.2.${k}`);
+    const long: Query = { ...base, constraints: [{ kind: 'list', tag: '0020000D', values: uids }] };
+    const onLite = selectStudies(lite, sqliteDialect, long).compile();
+    assert.match(onLite.sql, /"st"\."study_uid" IN \(SELECT value FROM json_each\(\?\)\)/);
+    assert.ok(onLite.parameters.includes(JSON.stringify(uids)));
+    assert.ok(onLite.parameters.length < 10, String(onLite.parameters.length));
+    const onPg = selectStudies(pg, postgresDialect, long).compile();
+    assert.match(onPg.sql, /"st"\."study_uid" IN \(SELECT unnest\(\$1::text\[\]\)\)/);
+    assert.deepEqual(onPg.parameters[0], uids);
+    assert.ok(onPg.parameters.length < 10, String(onPg.parameters.length));
+    // Numbers (integer columns) on PostgreSQL: an untyped array, typed by the column.
+    const numbers: Query = { ...base, level: 'series', constraints: [{ kind: 'list', tag: '00200011', values: uids.map((_, k) => String(k)) }] };
+    assert.match(selectSeries(pg, postgresDialect, numbers).compile().sql, /"se"\."series_number" = ANY\(\$1\)/);
+    assert.match(selectSeries(lite, sqliteDialect, numbers).compile().sql, /"se"\."series_number" IN \(SELECT value FROM json_each\(\?\)\)/);
+    // Up to SHORT_LIST values: `IN (?, …)` as before.
+    const short: Query = { ...base, constraints: [{ kind: 'list', tag: '0020000D', values: uids.slice(0, SHORT_LIST) }] };
+    assert.match(selectStudies(lite, sqliteDialect, short).compile().sql, new RegExp(`"st"\\."study_uid" IN \\(${Array(SHORT_LIST).fill('\\?').join(', ')}\\)`));
   });
 
   it('refuses a malformed tag', () => {

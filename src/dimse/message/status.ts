@@ -83,7 +83,17 @@ export interface FindFailure {
   status: number;
   /** The offending key as the archive named it (a tag of 8 hex digits, or a keyword). */
   key?: string;
+  /**
+   * The Error Comment (0000,0902) to send: the archive's own message for an ArchiveError (written
+   * for the caller: the key at fault, the unavailable store), a fixed text for anything else. An
+   * unexpected error's message is a driver's or the runtime's ("too many SQL variables", a
+   * PostgreSQL error quoting a value): it goes to the server log, never to the peer.
+   */
+  comment: string;
 }
+
+/** Error Comment of a failure the archive did not anticipate (its cause is in the server log). */
+export const INTERNAL_ERROR_COMMENT = 'internal error while processing the query';
 
 /**
  * The C-FIND failure status of an error of archive.query (PS3.4 C.4.1.1.4): a key the query model
@@ -91,20 +101,21 @@ export interface FindFailure {
  * principal 0124; an unavailable store A700; anything else "unable to process" (C001).
  */
 export function findFailure(err: unknown): FindFailure {
-  if (!isArchiveError(err)) return { status: Status.UNABLE_TO_PROCESS };
+  if (!isArchiveError(err)) return { status: Status.UNABLE_TO_PROCESS, comment: INTERNAL_ERROR_COMMENT };
   const key = typeof err.details?.['key'] === 'string' ? err.details['key'] : undefined;
+  const comment = err.message;
   switch (err.code) {
     case 'INVALID_QUERY':
     case 'INVALID_UID':
     case 'INVALID_PARAMETER':
-      return { status: Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, ...(key !== undefined ? { key } : {}) };
+      return { status: Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment, ...(key !== undefined ? { key } : {}) };
     case 'FORBIDDEN':
     case 'UNAUTHORIZED':
-      return { status: Status.NOT_AUTHORIZED };
+      return { status: Status.NOT_AUTHORIZED, comment };
     case 'DATABASE_UNAVAILABLE':
     case 'STORAGE_UNAVAILABLE':
-      return { status: Status.OUT_OF_RESOURCES };
+      return { status: Status.OUT_OF_RESOURCES, comment };
     default:
-      return { status: Status.UNABLE_TO_PROCESS };
+      return { status: Status.UNABLE_TO_PROCESS, comment };
   }
 }

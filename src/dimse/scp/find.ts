@@ -253,7 +253,7 @@ export function createFindHandler(deps: FindDeps): FindHandler {
           ctx.logger.error({ callingAe: ctx.callingAe, err: err instanceof Error ? err.message : String(err) }, 'C-FIND query failed');
         }
         log(f.status, p.level);
-        yield failure(f.status, err instanceof Error ? err.message : 'query failed', offendingTag(f.key));
+        yield failure(f.status, f.comment, offendingTag(f.key));
         return;
       }
       for (const match of page.datasets) {

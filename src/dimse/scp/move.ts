@@ -65,7 +65,7 @@ export function createMoveHandler(deps: MoveDeps): MoveHandler {
       destination = destinationAe === '' ? undefined : await deps.destinations.find({ principal: SYSTEM, origin: ctx.call.origin }, destinationAe);
     } catch (err) {
       const f = retrieveFailure(err);
-      ctx.logger.error({ callingAe: ctx.callingAe, destination: destinationAe, err: f.comment }, 'C-MOVE destination lookup failed');
+      ctx.logger.error({ callingAe: ctx.callingAe, destination: destinationAe, err: err instanceof Error ? err.message : String(err) }, 'C-MOVE destination lookup failed');
       log(f.status);
       yield respond(f.status, { errorComment: 'move destination lookup failed' });
       return;

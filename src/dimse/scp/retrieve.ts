@@ -15,6 +15,7 @@ import { encodeDataset } from '../../dicom/writer.js';
 import type { AcceptedContext } from '../acse/negotiate.js';
 import { FIND_OF_RETRIEVE } from '../acse/sop-classes.js';
 import { DATA_SET_PRESENT, NO_DATA_SET, type CommandSet } from '../message/command.js';
+import { INTERNAL_ERROR_COMMENT } from '../message/status.js';
 import type { OperationContext } from './context.js';
 import { decodeIdentifier, IdentifierError, keyText, offendingTag, plan, type Plan } from './find.js';
 
@@ -192,8 +193,9 @@ export function planRetrieve(identifier: Buffer, ctx: OperationContext, defaultC
 
 /** A failure of archive.query/locate as a C-MOVE/C-GET status. */
 export function retrieveFailure(err: unknown): { status: number; comment: string; offending?: Tag } {
-  const comment = err instanceof Error ? err.message : 'retrieve failed';
-  if (!isArchiveError(err)) return { status: RetrieveStatus.UNABLE_TO_PROCESS, comment };
+  // Only the archive's own messages reach the peer; a driver's or the runtime's text goes to the log.
+  if (!isArchiveError(err)) return { status: RetrieveStatus.UNABLE_TO_PROCESS, comment: INTERNAL_ERROR_COMMENT };
+  const comment = err.message;
   const key = typeof err.details?.['key'] === 'string' ? err.details['key'] : undefined;
   const offending = offendingTag(key);
   switch (err.code) {
@@ -253,7 +255,7 @@ export async function planAndSelect(
     return { ok: true, level, instances: await selectInstances(archive, ctx.call, selection.plan, signal) };
   } catch (err) {
     const f = retrieveFailure(err);
-    if (f.status !== RetrieveStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS) ctx.logger.error({ callingAe: ctx.callingAe, err: f.comment }, `${operation} selection failed`);
+    if (f.status !== RetrieveStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS) ctx.logger.error({ callingAe: ctx.callingAe, err: err instanceof Error ? err.message : String(err) }, `${operation} selection failed`);
     return { ok: false, status: f.status, level, errorComment: f.comment, ...(f.offending !== undefined ? { offending: f.offending } : {}) };
   }
 }

@@ -125,7 +125,7 @@ function personNameCondition(ref: RawBuilder<unknown>, c: Constraint, dialect: D
     case 'list': {
       const values = c.values.map(normalizePersonName).filter((v) => v !== '');
       if (values.length === 0) return undefined;
-      return sql<SqlBool>`${ref} IN (${sql.join(values)})`;
+      return dialect.inList(ref, values);
     }
     case 'range':
       return rangeOn(ref, c.from === undefined ? undefined : normalizePersonName(c.from), c.to === undefined ? undefined : normalizePersonName(c.to), false);
@@ -152,9 +152,9 @@ function valueCondition(ref: RawBuilder<unknown>, kind: MatchKind, c: Constraint
       if (values.length === 0) return undefined;
       if (numeric) {
         const nums = values.map(Number).filter((n) => Number.isFinite(n));
-        return nums.length === 0 ? FALSE : sql<SqlBool>`${ref} IN (${sql.join(nums)})`;
+        return nums.length === 0 ? FALSE : dialect.inList(ref, nums);
       }
-      return sql<SqlBool>`${ref} IN (${sql.join(values)})`;
+      return dialect.inList(ref, values);
     }
     case 'wildcard': {
       if (c.pattern === '' || isUniversal(c.pattern)) return undefined;
