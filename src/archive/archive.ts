@@ -9,7 +9,8 @@ import { createBrowse, type Browse } from './browse.js';
 import type { ArchiveSettings, CallContext, Logger } from './context.js';
 import { ArchiveError, toArchiveError } from './errors.js';
 import { createEventBus, type EventBus } from './events.js';
-import { errorMessage, ingestInstance, type IngestInput } from './ingest/ingest.js';
+import { errorMessage, ingestInstance, LARGE_HEADER_PERMITS, type IngestInput } from './ingest/ingest.js';
+import { createSemaphore, type Semaphore } from '../util/semaphore.js';
 import type { IngestOutcome } from './ingest/outcome.js';
 import { buildQuery, type QueryParams } from './query/build-query.js';
 import { buildResultDatasets, type ResultOptions } from './query/results.js';
@@ -24,6 +25,8 @@ export interface ArchiveDeps {
   logger: Logger;
   policy?: AccessPolicy;
   now?: () => Date;
+  /** Permits for ingests with a large header (default: LARGE_HEADER_PERMITS of its own). */
+  largeHeaders?: Semaphore;
 }
 
 export interface QueryInput extends ResultOptions {
@@ -84,7 +87,7 @@ export function createArchive(deps: ArchiveDeps): Archive {
   const { metadata, blobs, settings, logger } = deps;
   const policy = deps.policy ?? ALLOW_ALL;
   const events = createEventBus((err) => logger.error({ err: errorMessage(err) }, 'event listener failed'));
-  const ingestDeps = { metadata, blobs, settings, logger, events, ...(deps.now ? { now: deps.now } : {}) };
+  const ingestDeps = { metadata, blobs, settings, logger, events, largeHeaders: deps.largeHeaders ?? createSemaphore(LARGE_HEADER_PERMITS), ...(deps.now ? { now: deps.now } : {}) };
 
   const instance: Archive['instance'] = async (ctx, scope) => {
     checkUids({ ...scope });

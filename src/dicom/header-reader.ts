@@ -27,7 +27,20 @@ export interface HeaderReadOptions {
    * past a wrong group length are still read as File Meta, as many writers get it wrong.
    */
   exactFileMetaLength?: boolean;
+  /**
+   * Awaited once, before the parser retains more than LARGE_HEADER_BYTES of header values (a
+   * header of that size costs ~10 times as much as JS values and JSON): the caller may hold the
+   * parse there until it admits one more large header. Not called for ordinary headers.
+   */
+  admitLargeHeader?: () => Promise<void>;
 }
+
+/**
+ * Header values retained beyond which `admitLargeHeader` is asked first. Images stay far below
+ * (a CT header holds a few KiB; binary values over the bulk data threshold are not retained);
+ * big structured reports, RT structure sets and hostile peers do not.
+ */
+export const LARGE_HEADER_BYTES = 1024 * 1024;
 
 export interface PixelDataRef {
   tag: '7FE00010' | '7FE00008' | '7FE00009';
@@ -85,7 +98,7 @@ const EMPTY = new Uint8Array(0);
 // Parser primitives
 
 /** What the parser asks of its driver: one more chunk in `ctx.q`, or to switch `ctx.q` to the inflated stream. */
-type Request = 'more' | 'inflate';
+type Request = 'more' | 'inflate' | 'admit';
 
 type Parser<T> = Generator<Request, T, void>;
 
@@ -105,6 +118,9 @@ interface Context {
   retained: number;
   maxHeaderBytes: number;
   exactMeta: boolean;
+  /** Whether the driver can admit a large header (an async driver with `admitLargeHeader`). */
+  gated: boolean;
+  admitted: boolean;
   threshold: number;
   defaultCharacterSet: string;
   characterSetUnknown: boolean;
@@ -471,9 +487,17 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
       } else if (h.length === 0) {
         ds[tag] = { vr };
       } else {
+        if (ctx.gated && !ctx.admitted && ctx.retained + h.length > LARGE_HEADER_BYTES) {
+          ctx.admitted = true;
+          yield 'admit';
+        }
         ds[tag] = { vr, InlineBinary: inlineBinary(vr, tryRead(ctx, h.length) ?? (yield* read(ctx, h.length)), enc.le) };
       }
       continue;
+    }
+    if (ctx.gated && !ctx.admitted && ctx.retained + h.length > LARGE_HEADER_BYTES) {
+      ctx.admitted = true;
+      yield 'admit';
     }
     const bytes = h.length === 0 ? EMPTY : (tryRead(ctx, h.length) ?? (yield* read(ctx, h.length)));
     const el: DicomJsonElement = { vr };
@@ -571,6 +595,8 @@ function newContext(options: HeaderReadOptions, q: ChunkQueue): Context {
     retained: 0,
     maxHeaderBytes: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
     exactMeta: options.exactFileMetaLength === true,
+    gated: false,
+    admitted: false,
     threshold: options.bulkdataThreshold,
     defaultCharacterSet: options.defaultCharacterSet ?? 'ISO_IR 100',
     characterSetUnknown: false,
@@ -663,6 +689,7 @@ export function readPart10HeaderFromBuffer(buf: Uint8Array, options: HeaderReadO
     const step = parser.next();
     if (step.done === true) return step.value;
     if (step.value === 'more') throw truncated(); // unreachable: the parser checks `ended` first
+    if (step.value === 'admit') continue; // unreachable: never gated
     const compressed = concat(ctx.q.rest());
     const iq = new ChunkQueue();
     try {
@@ -775,6 +802,8 @@ export async function readPart10Header(source: AsyncIterable<Uint8Array>, option
     else ctx.q.push(c);
   };
   let inflater: PullInflater | undefined;
+  const admit = options.admitLargeHeader;
+  ctx.gated = admit !== undefined;
   const parser = parsePart10(ctx);
   try {
     for (;;) {
@@ -782,6 +811,10 @@ export async function readPart10Header(source: AsyncIterable<Uint8Array>, option
       if (step.done === true) return step.value;
       if (step.value === 'more') {
         await pull();
+        continue;
+      }
+      if (step.value === 'admit') {
+        await admit?.();
         continue;
       }
       const pending = ctx.q.rest();

@@ -12,6 +12,7 @@ import type { EventBus } from '../events.js';
 import { chunksOf } from '../../util/chunks.js';
 import { drainedOrClosed } from '../../util/streams.js';
 import { ChunkQueue } from './chunk-queue.js';
+import type { Semaphore } from '../../util/semaphore.js';
 import { extractIndexValues } from './index-values.js';
 import { IngestFailure, IngestWarning, type IngestOutcome } from './outcome.js';
 
@@ -22,7 +23,16 @@ export interface IngestDeps {
   logger: Logger;
   events: EventBus;
   now?: () => Date;
+  /**
+   * Ingests whose header grew past LARGE_HEADER_BYTES hold one permit until they finish (ADR
+   * 0021): each such header costs ~10x its size in JS values and JSON, and blocks the event loop
+   * for ~0.5 s per step, so only a few run at once; the others wait, their input paused.
+   */
+  largeHeaders?: Semaphore;
 }
+
+/** Ingests with a large header (over LARGE_HEADER_BYTES of values) at once, per archive. */
+export const LARGE_HEADER_PERMITS = 2;
 
 export interface IngestInput {
   /** A Part-10 stream (preamble, DICM, File Meta, dataset). Read exactly once, with backpressure. */
@@ -70,7 +80,18 @@ const fail = (failure: IngestFailure, message: string, extra: Partial<IngestOutc
  * Never throws for bad input: every problem is an IngestOutcome.
  */
 export async function ingestInstance(deps: IngestDeps, ctx: CallContext, input: IngestInput): Promise<IngestOutcome> {
+  const permit: { release?: () => void } = {};
+  try {
+    return await ingestWith(deps, ctx, input, permit);
+  } finally {
+    permit.release?.();
+  }
+}
+
+async function ingestWith(deps: IngestDeps, ctx: CallContext, input: IngestInput, permit: { release?: () => void }): Promise<IngestOutcome> {
   const { settings, logger } = deps;
+  const largeHeaders = deps.largeHeaders;
+  let awaitingAdmission = false;
   const now = deps.now ?? (() => new Date());
   const key = newBlobKey(now(), randomUUID());
   const hash = createHash('sha256');
@@ -81,6 +102,18 @@ export async function ingestInstance(deps: IngestDeps, ctx: CallContext, input: 
     bulkdataThreshold: settings.bulkdataThreshold,
     defaultCharacterSet: settings.defaultCharacterSet,
     ...(input.builtFileMeta === true ? { exactFileMetaLength: true } : {}),
+    ...(largeHeaders !== undefined
+      ? {
+          admitLargeHeader: async () => {
+            awaitingAdmission = true;
+            try {
+              permit.release = await largeHeaders.acquire();
+            } finally {
+              awaitingAdmission = false;
+            }
+          },
+        }
+      : {}),
   }).finally(() => {
     parserActive = false;
     queue.close();
@@ -120,7 +153,9 @@ export async function ingestInstance(deps: IngestDeps, ctx: CallContext, input: 
       hash.update(chunk);
       if (parserActive) {
         queue.push(chunk);
-        if (queue.bytes > PARSER_QUEUE_HIGH) await queue.drained(PARSER_QUEUE_LOW);
+        // While the parser waits for admission, the input waits with it after PARSER_QUEUE_LOW:
+        // a waiting ingest holds ~1 MiB, not 8.
+        if (queue.bytes > (awaitingAdmission ? PARSER_QUEUE_LOW : PARSER_QUEUE_HIGH)) await queue.drained(PARSER_QUEUE_LOW);
       }
       if (!sink.write(chunk)) await drainedOrClosed(sink);
     }
