@@ -64,6 +64,31 @@ export interface Stores {
   close(): Promise<void>;
 }
 
+/** The configured database's stores, neither created nor migrated beyond what opening does. */
+export async function openDatabase(config: Config, logger: Logger): Promise<DatabaseStores> {
+  const kind = databaseKind(config.database.url);
+  if (kind === 'sqlite') {
+    const dbPath = sqlitePathFromUrl(config.database.url, process.cwd());
+    if (dbPath !== ':memory:') mkdirSync(path.dirname(dbPath), { recursive: true });
+    return createSqliteStores({ path: dbPath });
+  }
+  const { createPostgresStores } = await import('./storage/postgres/postgres-stores.js');
+  return createPostgresStores({
+    url: config.database.url,
+    maxConnections: config.database.max_connections,
+    onIdleError: (err) => logger.warn({ err: err.message }, 'idle database connection lost; the pool replaces it'),
+  });
+}
+
+/** What openDatabase returns for either engine. */
+export interface DatabaseStores {
+  metadata: MetadataStore;
+  nodes: NodeStore;
+  jobs: JobStore;
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+}
+
 /** Opens the configured MetadataStore and BlobStore (and migrates when run_migrations is on). */
 export async function openStores(config: Config, logger: Logger, options: { migrate?: boolean } = {}): Promise<Stores> {
   // Blobs first: a missing bucket is a clear start-up error before anything else is touched.
@@ -86,19 +111,12 @@ export async function openStores(config: Config, logger: Logger, options: { migr
     mkdirSync(config.filesystem_storage.root, { recursive: true });
     blobs = createFsBlobStore({ root: config.filesystem_storage.root, fsync: config.filesystem_storage.fsync });
   }
-  const kind = databaseKind(config.database.url);
-  let db;
-  if (kind === 'sqlite') {
-    const dbPath = sqlitePathFromUrl(config.database.url, process.cwd());
-    if (dbPath !== ':memory:') mkdirSync(path.dirname(dbPath), { recursive: true });
-    db = createSqliteStores({ path: dbPath });
-  } else {
-    const { createPostgresStores } = await import('./storage/postgres/postgres-stores.js');
-    db = createPostgresStores({
-      url: config.database.url,
-      maxConnections: config.database.max_connections,
-      onIdleError: (err) => logger.warn({ err: err.message }, 'idle database connection lost; the pool replaces it'),
-    });
+  let db: DatabaseStores;
+  try {
+    db = await openDatabase(config, logger);
+  } catch (err) {
+    await blobs.close();
+    throw err;
   }
   try {
     if (options.migrate ?? config.database.run_migrations) await db.migrate();
@@ -108,7 +126,7 @@ export async function openStores(config: Config, logger: Logger, options: { migr
     throw err;
   }
   // Never the URL or the keys: they may hold secrets.
-  logger.info({ database: kind, storage: config.storage.backend, ...(config.storage.backend === 's3' ? { bucket: config.storage.bucket } : {}) }, 'stores opened');
+  logger.info({ database: databaseKind(config.database.url), storage: config.storage.backend, ...(config.storage.backend === 's3' ? { bucket: config.storage.bucket } : {}) }, 'stores opened');
   const opened = db;
   return {
     metadata: opened.metadata,

@@ -9,7 +9,7 @@
 // server.ae_title, timeouts to server.dimse_timeout_secs. `get` sends a C-FIND at IMAGE level first
 // to learn the SOP classes that will come (dimse/scu planGet: their storage contexts, one per
 // compressed transfer syntax), falling back to the default contexts without an answer.
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -67,19 +67,44 @@ function positiveInt(value: string | undefined, name: string, max: number): numb
   return n;
 }
 
-/** The node store of the configured database (opened only when a node name is given). */
+/**
+ * The node store of the configured database (opened only when a node name is given): only the
+ * database, never created or migrated here (a diagnostic command must not change a shared
+ * database's schema), and no blob store.
+ */
 async function lookupNode(config: Config, ae: string): Promise<ScuTarget> {
-  const { openStores } = await import('../main.js');
+  const { openDatabase } = await import('../main.js');
   const { createNodeService } = await import('../archive/nodes.js');
+  const { databaseKind, sqlitePathFromUrl } = await import('../config/load.js');
+  const notInitialised = `no registered node ${JSON.stringify(ae)}: the configured database is not initialised (start the server once, or run \`pacsnode migrate\`)`;
+  if (databaseKind(config.database.url) === 'sqlite') {
+    const file = sqlitePathFromUrl(config.database.url, process.cwd());
+    if (file !== ':memory:' && !existsSync(file)) throw new UsageError(notInitialised);
+  }
   // A silent logger: stdout carries the command's output (find prints JSON).
-  const stores = await openStores(config, pino({ level: 'silent' }));
+  const db = await openDatabase(config, pino({ level: 'silent' }));
   try {
-    const node = await createNodeService({ store: stores.nodes }).find({ principal: ANONYMOUS, origin: { protocol: 'cli' } }, ae);
+    let node;
+    try {
+      node = await createNodeService({ store: db.nodes }).find({ principal: ANONYMOUS, origin: { protocol: 'cli' } }, ae);
+    } catch (err) {
+      if (isMissingTable(err)) throw new UsageError(notInitialised);
+      throw err;
+    }
     if (!node) throw new UsageError(`no registered node ${JSON.stringify(ae)} (see GET /api/nodes)`);
     return { host: node.host, port: node.port, calledAe: node.aeTitle };
   } finally {
-    await stores.close();
+    await db.close();
   }
+}
+
+/** SQLite "no such table", PostgreSQL 42P01 (undefined_table), also when wrapped as a cause. */
+function isMissingTable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, message } = e as { code?: unknown; message?: unknown };
+    if (code === '42P01' || (typeof message === 'string' && message.includes('no such table'))) return true;
+  }
+  return false;
 }
 
 async function resolvePeer(ctx: CliContext, opts: PeerOptions, globalConfig: string | undefined, nodeArg?: string): Promise<{ scu: Scu; target: ScuTarget; config: Config }> {

@@ -1,7 +1,9 @@
 // `pacsnode echo|store|find` run in-process (runCli with captured output) against DCMTK storescp,
 // dcmqrscp and our own DIMSE server; a node name is looked up in the configured SQLite database.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -79,6 +81,28 @@ describe('pacsnode echo|store|find', () => {
     const unknown = await run(['echo', 'NOSUCHNODE']);
     assert.equal(unknown.code, 1);
     assert.match(unknown.err, /no registered node "NOSUCHNODE"/);
+  });
+
+  it('echo by node name neither creates nor migrates the database: an absent or empty one is reported', async () => {
+    const fresh = path.join(base, 'fresh', 'never.db');
+    const env = (url: string): Partial<CliIo> => ({ env: { PACS_DATABASE__URL: url, PACS_FILESYSTEM_STORAGE__ROOT: path.join(base, 'blobs2'), PACS_SERVER__AE_TITLE: 'CLITEST' } });
+    const absent = await run(['echo', 'OURS'], env(`sqlite://${fresh}`));
+    assert.equal(absent.code, 1);
+    assert.match(absent.err, /no registered node "OURS": the configured database is not initialised/);
+    assert.equal(existsSync(fresh), false);
+    assert.equal(existsSync(path.join(base, 'blobs2')), false);
+    // An existing database without the schema: still not migrated by the lookup.
+    const empty = path.join(base, 'empty.db');
+    await createSqliteStores({ path: empty }).close();
+    const unmigrated = await run(['echo', 'OURS'], env(`sqlite://${empty}`));
+    assert.equal(unmigrated.code, 1);
+    assert.match(unmigrated.err, /not initialised/);
+    const check = new Database(empty, { readonly: true });
+    try {
+      assert.deepEqual(check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all(), []);
+    } finally {
+      check.close();
+    }
   });
 
   it('echo to a closed port fails with exit code 1 and the reason', async () => {
