@@ -15,7 +15,8 @@ import type { Logger } from './logging.js';
 import type { BlobStore } from './storage/blobs.js';
 import { createFsBlobStore } from './storage/fs/fs-blob-store.js';
 import type { MetadataStore } from './storage/metadata.js';
-import { createSqliteStores } from './storage/sqlite/sqlite-metadata-store.js';
+import { createSqliteStores, type SqliteStores } from './storage/sqlite/sqlite-metadata-store.js';
+import type { PostgresStores } from './storage/postgres/postgres-stores.js';
 import type { JobStore } from './storage/jobs.js';
 import type { NodeStore } from './storage/nodes.js';
 import { createJobService, type JobService } from './archive/jobs.js';
@@ -81,13 +82,7 @@ export async function openDatabase(config: Config, logger: Logger): Promise<Data
 }
 
 /** What openDatabase returns for either engine. */
-export interface DatabaseStores {
-  metadata: MetadataStore;
-  nodes: NodeStore;
-  jobs: JobStore;
-  migrate(): Promise<void>;
-  close(): Promise<void>;
-}
+export type DatabaseStores = SqliteStores | PostgresStores;
 
 /** Opens the configured MetadataStore and BlobStore (and migrates when run_migrations is on). */
 export async function openStores(config: Config, logger: Logger, options: { migrate?: boolean } = {}): Promise<Stores> {
