@@ -221,18 +221,19 @@ describe('C-GET SCP', () => {
     assert.equal(run.stores.length, completed);
   });
 
-  it('survives a requester that aborts while a C-STORE sub-operation waits for its response; C-ECHO works afterwards', async () => {
+  /** An in-test C-GET requester of study A (CT, Explicit VR LE), once the first C-STORE-RQ of its sub-operations arrived. */
+  async function getUntilFirstSubOperation(callingAe: string, timeoutMs: number) {
     const { ScuAssociation } = await import('../../src/dimse/scu/association.js');
     const { silentLogger } = await import('../../src/archive/context.js');
     const assoc = await ScuAssociation.open({
       target: { host: '127.0.0.1', port: d.port, calledAe: AE },
-      callingAe: 'ABORTER',
+      callingAe,
       contexts: [
         { id: 1, abstractSyntax: STUDY_ROOT_GET, transferSyntaxes: [EXPLICIT_VR_LE] },
         { id: 3, abstractSyntax: SOP_CLASS.CT, transferSyntaxes: [EXPLICIT_VR_LE] },
       ],
       roleSelections: [{ sopClassUid: SOP_CLASS.CT, scuRole: false, scpRole: true }],
-      timeoutMs: 5000,
+      timeoutMs,
       maxPduLength: 16384,
       logger: silentLogger,
       operation: 'C-GET',
@@ -241,8 +242,24 @@ describe('C-GET SCP', () => {
     await assoc.sendDataSet(1, encodeDataset([{ tag: '00080052', vr: 'CS', value: 'STUDY' }, { tag: '0020000D', vr: 'UI', value: f.studyA }], { explicitVr: true }));
     const first = await assoc.receive();
     assert.equal(first.command.commandField, CommandField.C_STORE_RQ);
+    return assoc;
+  }
+
+  it('survives a requester that aborts while a C-STORE sub-operation waits for its response; C-ECHO works afterwards', async () => {
+    const assoc = await getUntilFirstSubOperation('ABORTER', 5000);
     assoc.abort('test aborts mid C-GET');
     await waitFor(() => d.server.associations === 0, 5000);
+    const echo = await dcmtk('echoscu', ['-aet', 'ECHOSCU', '-aec', AE, '127.0.0.1', String(d.port)]);
+    assert.equal(echo.code, 0, echo.stderr);
+  });
+
+  it('aborts at once when the requester sends A-RELEASE-RQ while a sub-operation awaits its C-STORE-RSP (it can send none any more)', async () => {
+    const assoc = await getUntilFirstSubOperation('RELEASER', 20_000);
+    const started = Date.now();
+    await assoc.release().catch(() => undefined);
+    await waitFor(() => d.server.associations === 0, 5000);
+    // The DIMSE timeout here is 5 s: ended by the release, not by waiting for a response.
+    assert.ok(Date.now() - started < 2500, `ended after ${Date.now() - started} ms`);
     const echo = await dcmtk('echoscu', ['-aet', 'ECHOSCU', '-aec', AE, '127.0.0.1', String(d.port)]);
     assert.equal(echo.code, 0, echo.stderr);
   });

@@ -87,6 +87,8 @@ export class Acceptor {
   private dataPaused = false;
   private ending: Ending = 'closed';
   private endDetail: string | undefined;
+  /** The peer sent A-RELEASE-RQ: it can send nothing more (PS3.8 Sta7), so no C-GET sub-operation can be answered. */
+  private releaseRequested = false;
   private readonly operations = { echo: 0, store: 0, storeFailed: 0, find: 0, move: 0, get: 0, cancel: 0 };
   /** Sub-operations of this association's C-MOVEs and C-GETs, from their final responses. */
   private readonly subOperations = { completed: 0, failed: 0, warning: 0 };
@@ -141,6 +143,14 @@ export class Acceptor {
             this.ul.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, this.endDetail);
             return;
           }
+          if (this.awaitingResponse.size > 0) {
+            // A C-GET sub-operation waits for its C-STORE-RSP, which can no longer come (PS3.8:
+            // no P-DATA from the peer after its A-RELEASE-RQ): abort now, not after the DIMSE timeout.
+            this.endDetail = 'A-RELEASE-RQ while a C-GET sub-operation awaited its C-STORE-RSP';
+            this.ul.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, this.endDetail);
+            return;
+          }
+          this.releaseRequested = true;
           this.ending = 'released';
           // Answer once the operations in progress have sent their responses (Sta8 allows P-DATA).
           void this.work.then(() => this.ul.releaseResponse());
@@ -428,6 +438,12 @@ export class Acceptor {
     const id = command.messageId;
     if (id === undefined) throw new Error('C-STORE-RQ without Message ID');
     if (this.ended.signal.aborted) throw new Error('association ended');
+    if (this.releaseRequested) {
+      // The C-GET goes on after the peer's A-RELEASE-RQ: its next sub-operation could get no response.
+      this.endDetail ??= 'A-RELEASE-RQ during a C-GET';
+      this.ul.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, 'A-RELEASE-RQ during a C-GET');
+      throw new Error('the peer released the association during the C-GET');
+    }
     let settle: { resolve: (c: CommandSet) => void; reject: (e: Error) => void } | undefined;
     const response = new Promise<CommandSet>((resolve, reject) => {
       settle = { resolve, reject };
