@@ -17,7 +17,7 @@ import { encodeDataset, encodeFileMeta, writePart10 } from '../../src/dicom/writ
 import { ALL_PERMITTED } from '../../src/dimse/acse/ae-filter.js';
 import { negotiate, type NegotiationPolicy } from '../../src/dimse/acse/negotiate.js';
 import { PATIENT_ROOT_GET, PATIENT_ROOT_MOVE, STUDY_ROOT_GET, STUDY_ROOT_MOVE } from '../../src/dimse/acse/sop-classes.js';
-import { CommandField, encodeCommandSet } from '../../src/dimse/message/command.js';
+import { CommandField, encodeCommandSet, NO_DATA_SET } from '../../src/dimse/message/command.js';
 import { fragmentPdus } from '../../src/dimse/message/fragment.js';
 import { encodePdu } from '../../src/dimse/pdu/codec.js';
 import { emptyUserInformation, type AssociateRq } from '../../src/dimse/pdu/types.js';
@@ -242,11 +242,11 @@ describe('C-GET SCP', () => {
     await assoc.sendDataSet(1, encodeDataset([{ tag: '00080052', vr: 'CS', value: 'STUDY' }, { tag: '0020000D', vr: 'UI', value: f.studyA }], { explicitVr: true }));
     const first = await assoc.receive();
     assert.equal(first.command.commandField, CommandField.C_STORE_RQ);
-    return assoc;
+    return { assoc, first };
   }
 
   it('survives a requester that aborts while a C-STORE sub-operation waits for its response; C-ECHO works afterwards', async () => {
-    const assoc = await getUntilFirstSubOperation('ABORTER', 5000);
+    const { assoc } = await getUntilFirstSubOperation('ABORTER', 5000);
     assoc.abort('test aborts mid C-GET');
     await waitFor(() => d.server.associations === 0, 5000);
     const echo = await dcmtk('echoscu', ['-aet', 'ECHOSCU', '-aec', AE, '127.0.0.1', String(d.port)]);
@@ -254,7 +254,7 @@ describe('C-GET SCP', () => {
   });
 
   it('aborts at once when the requester sends A-RELEASE-RQ while a sub-operation awaits its C-STORE-RSP (it can send none any more)', async () => {
-    const assoc = await getUntilFirstSubOperation('RELEASER', 20_000);
+    const { assoc } = await getUntilFirstSubOperation('RELEASER', 20_000);
     const started = Date.now();
     await assoc.release().catch(() => undefined);
     await waitFor(() => d.server.associations === 0, 5000);
@@ -262,6 +262,27 @@ describe('C-GET SCP', () => {
     assert.ok(Date.now() - started < 2500, `ended after ${Date.now() - started} ms`);
     const echo = await dcmtk('echoscu', ['-aet', 'ECHOSCU', '-aec', AE, '127.0.0.1', String(d.port)]);
     assert.equal(echo.code, 0, echo.stderr);
+  });
+
+  it('answers 0210 (duplicate invocation) to a request reusing the Message ID of an operation still running, after that operation', async () => {
+    const { assoc, first } = await getUntilFirstSubOperation('DUPLICATE', 20_000);
+    await assoc.sendCommand(1, { commandField: CommandField.C_ECHO_RQ, commandDataSetType: NO_DATA_SET, affectedSopClassUid: '1.2.840.10008.1.1', messageId: 1 });
+    // Answer the C-GET's sub-operations until its final response.
+    let msg = first;
+    for (let i = 0; !(msg.command.commandField === CommandField.C_GET_RSP && msg.command.status !== 0xff00); i++) {
+      assert.ok(i < 50, 'no final C-GET response');
+      const rq = msg.command;
+      if (rq.commandField === CommandField.C_STORE_RQ) {
+        for await (const _ of msg.dataStream ?? []) {
+          // read to its end
+        }
+        await assoc.sendCommand(3, { commandField: CommandField.C_STORE_RSP, commandDataSetType: NO_DATA_SET, affectedSopClassUid: rq.affectedSopClassUid ?? '', affectedSopInstanceUid: rq.affectedSopInstanceUid ?? '', messageIdBeingRespondedTo: rq.messageId ?? 0, status: SUCCESS });
+      }
+      msg = await assoc.receive();
+    }
+    const echo = await assoc.receive();
+    assert.deepEqual([echo.command.commandField, echo.command.status, echo.command.messageIdBeingRespondedTo], [CommandField.C_ECHO_RSP, 0x0210, 1]);
+    await assoc.release();
   });
 
   it('survives a requester that disappears in the middle of a large data set; C-ECHO and C-GET work afterwards', async () => {

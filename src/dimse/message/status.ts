@@ -30,6 +30,8 @@ export const Status = {
   PROCESSING_FAILURE: 0x0110,
   SOP_CLASS_NOT_SUPPORTED: 0x0122,
   UNRECOGNIZED_OPERATION: 0x0211,
+  /** The Message ID is that of an operation still running (PS3.7 C.5.1). */
+  DUPLICATE_INVOCATION: 0x0210,
   /** Refused: not authorized (PS3.7 C.5.x general status). */
   NOT_AUTHORIZED: 0x0124,
   /** C-FIND failure "Unable to process" (C000–CFFF): the query failed while it was being run. */

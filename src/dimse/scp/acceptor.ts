@@ -292,7 +292,10 @@ export class Acceptor {
       return;
     }
     const controller = new AbortController();
-    if (command.messageId !== undefined) this.running.set(command.messageId, controller);
+    // A Message ID already in use by an operation still running: 0210 duplicate invocation
+    // (PS3.7 C.5.1), without performing it, so that a C-CANCEL still names one operation.
+    const duplicate = this.running.has(command.messageId);
+    if (!duplicate) this.running.set(command.messageId, controller);
     this.busy++;
     this.touch();
     // The combined signal only when an operation reads it (C-FIND): AbortSignal.any costs ~10 µs
@@ -311,7 +314,7 @@ export class Acceptor {
     };
     const signals: RetrieveSignals = { cancelled: controller.signal, ended: this.ended.signal };
     // A store starts reading its data set at once (it is arriving now); the response waits its turn.
-    const result = this.perform(ctx, msg, presentation, signals);
+    const result = duplicate ? this.refuseDuplicate(msg) : this.perform(ctx, msg, presentation, signals);
     result.catch(() => {}); // observed through the chain below; this only marks it handled early
     this.work = this.work
       .then(() => result)
@@ -332,6 +335,20 @@ export class Acceptor {
         this.busy--;
         this.touch();
       });
+  }
+
+  private async refuseDuplicate(msg: IncomingMessage): Promise<AsyncIterable<Response>> {
+    msg.dataSet?.resume();
+    const req = msg.command;
+    const response: CommandSet = {
+      ...unrecognized(req),
+      ...(req.commandField === CommandField.C_STORE_RQ && req.affectedSopInstanceUid !== undefined ? { affectedSopInstanceUid: req.affectedSopInstanceUid } : {}),
+      status: Status.DUPLICATE_INVOCATION,
+      errorComment: 'Message ID in use by an operation still running',
+    };
+    return (async function* () {
+      yield { command: response };
+    })();
   }
 
   /** A response from the peer: only the C-STORE-RSP of a C-GET sub-operation is expected. */
