@@ -96,6 +96,7 @@ export function registerStow(app: FastifyInstance, opts: DicomwebRouteOptions): 
       return outcome;
     };
     let parseError: unknown;
+    let lastPartEnded = true;
 
     if (ct.type === 'application/dicom') {
       await ingest(body);
@@ -108,6 +109,9 @@ export function registerStow(app: FastifyInstance, opts: DicomwebRouteOptions): 
       if (!boundary) return sendError(reply, 400, 'BAD_REQUEST', 'multipart/related without a boundary parameter');
       try {
         for await (const part of parseMultipart(body, boundary)) {
+          // Whether this part's body reached its end: a multipart error after that lies between parts.
+          lastPartEnded = false;
+          part.body.once('end', () => (lastPartEnded = true));
           const partCt = part.contentType?.split(';')[0]?.trim().toLowerCase();
           if (partCt !== undefined && partCt !== 'application/dicom') {
             part.body.resume();
@@ -136,11 +140,22 @@ export function registerStow(app: FastifyInstance, opts: DicomwebRouteOptions): 
     const outcomes = await Promise.all(pending);
     if (parseError !== undefined) {
       const err = parseError as MultipartError | RequestLimitExceeded;
+      // The rest of the body is not read: this connection cannot carry another request.
+      reply.header('connection', 'close');
       if (outcomes.length === 0 && !overLimit) {
         return sendError(reply, 400, 'BAD_REQUEST', `the body is not valid multipart/related: ${err.message}`, { reason: err instanceof MultipartError ? err.code : 'LIMIT' });
       }
-      if (overLimit && outcomes.length === 0) outcomes.push({ ok: false, failure: IngestFailure.OUT_OF_RESOURCES, warnings: [], message: 'request body larger than max_request_bytes' });
-      // A part already failed because its stream broke; the rest of the body is not read.
+      if (lastPartEnded || outcomes.length === 0) {
+        // The error lies after the last complete part (in the next part's headers, or the limit was
+        // crossed there): that part and any after it are lost and must be reported, never a 200.
+        outcomes.push({
+          ok: false,
+          failure: overLimit ? IngestFailure.OUT_OF_RESOURCES : IngestFailure.NOT_PARSEABLE,
+          warnings: [],
+          message: overLimit ? 'request body larger than max_request_bytes' : `the body after part ${outcomes.length} is not valid multipart/related: ${err.message}`,
+        });
+      }
+      // Otherwise the part in flight failed because its stream broke, and reports it.
     }
     if (overLimit) {
       // The rest of the body was not read: this connection cannot carry another request.
