@@ -118,8 +118,15 @@ export function buildProgram(ctx: CliContext, registrars: readonly CommandRegist
     program
       .command('serve', { isDefault: true })
       .description('start the HTTP and DIMSE servers (the default command)')
+      // As the default command, serve receives any word that is no command: a mistyped one.
+      .argument('[unknown...]')
       .exitOverride(),
-  ).action(async (_opts: unknown, cmd: Command) => {
+  ).action(async (unknown: string[], _opts: unknown, cmd: Command) => {
+    const [word] = unknown;
+    if (word !== undefined) {
+      const known = program.commands.map((c) => c.name()).filter((n) => n !== 'help');
+      throw new Error(`unknown command ${JSON.stringify(word)} (commands: ${known.join(', ')}; see pacsnode --help)`);
+    }
     const config = ctx.loadConfig(configPath(cmd));
     const logger = ctx.createLogger(config);
     logger.debug({ config: redactConfig(config) }, 'configuration loaded');

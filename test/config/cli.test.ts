@@ -47,6 +47,12 @@ describe('pacsnode CLI', () => {
     assert.equal(await readFile(path.join(base, 'out.toml'), 'utf8'), generateConfig('production'));
   });
 
+  it('names a mistyped command as unknown (serve, the default command, does not take it as an argument)', async () => {
+    const t = io();
+    assert.equal(await runCli(['migarte'], t.io), 1);
+    assert.match(t.err(), /^pacsnode: unknown command "migarte" \(commands: serve, generate-config, .*migrate.*; see pacsnode --help\)\n$/);
+  });
+
   it('rejects an unknown profile', async () => {
     const t = io();
     assert.equal(await runCli(['generate-config', 'cluster'], t.io), 1);
