@@ -44,7 +44,12 @@ export function binaryResponse(description: string, mediaTypes: string[]) {
 
 /** Query-string integers arrive as text. */
 export function intQuery(description: string, bounds: { min: number; max?: number; default: number }) {
-  let n = z.coerce.number().int().min(bounds.min);
+  let n = z.number().int().min(bounds.min);
   if (bounds.max !== undefined) n = n.max(bounds.max);
-  return n.default(bounds.default).meta({ description });
+  // Decimal digits only: coercing with Number() would take 0x10, 1e3, +5 and an empty value (as
+  // 0). Anything else stays a string, which the integer schema refuses (400 naming the field).
+  return z
+    .preprocess((v) => (typeof v === 'string' && /^[0-9]{1,15}$/.test(v) ? Number(v) : v), n)
+    .default(bounds.default)
+    .meta({ description });
 }

@@ -198,6 +198,10 @@ describe('/api/nodes', () => {
       ['?limit=abc', 'limit'],
       ['?limit=1.5', 'limit'],
       ['?offset=-1', 'offset'],
+      ['?limit=0x10', 'limit'],
+      ['?offset=1e3', 'offset'],
+      ['?offset=', 'offset'],
+      ['?limit=+5', 'limit'],
       ['?move_destination=yes', 'move_destination'],
     ] as const) {
       it(`refuses ${query} naming ${field}`, async () => {
