@@ -239,3 +239,14 @@ export function negotiate<O extends Offer>(
     ? { offer: best.offer, range: best.range }
     : { offer: best.offer, range: best.range, transferSyntax: ts };
 }
+
+/**
+ * The Content-Type of a DICOM JSON answer (QIDO-RS, metadata) negotiated by `negotiate` over
+ * application/dicom+json and application/json: application/dicom+json, also for a plain
+ * `Accept: application/json` (SPEC §3); application/json only for a client that refuses
+ * application/dicom+json outright (q=0) and takes application/json.
+ */
+export function dicomJsonResponseType(ranges: readonly MediaRange[], chosen: Offer): 'application/dicom+json' | 'application/json' {
+  const refused = ranges.some((r) => r.type === 'application' && r.subtype === 'dicom+json' && r.q <= 0);
+  return chosen.mediaType === 'application/json' && refused ? 'application/json' : 'application/dicom+json';
+}

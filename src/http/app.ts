@@ -17,7 +17,7 @@ import { registerStatisticsRoutes } from './api/statistics.js';
 import { registerStudyRoutes } from './api/studies.js';
 import { dicomwebRoutes } from './dicomweb/index.js';
 import { PhiSafeLogController } from './request-log.js';
-import { errorHandler, HttpErrorCode, notFoundHandler, sendError } from './errors.js';
+import { clientErrorHandler, errorHandler, frameworkErrorHandler, HttpErrorCode, notFoundHandler, sendError } from './errors.js';
 
 export interface HttpAppOptions {
   archive: Archive;
@@ -37,6 +37,17 @@ export interface HttpAppOptions {
 }
 
 export const DICOMWEB_ROOTS = ['/wado', '/dicom-web'] as const;
+
+/**
+ * URL limits (docs/errors.md). One path segment (a `:param`) may be 64 KiB: a WADO-RS frame list of
+ * thousands of frame numbers is a single segment (frames 1..10000 take 48,893 characters). Beyond it:
+ * 414 URI_TOO_LONG. The request line and all header fields together may be 80 KiB (Node's
+ * maxHeaderSize; Node's default is 16 KiB): that 64 KiB segment plus the 16 KiB Node allows by
+ * default for everything else. Beyond it: 431 HEADERS_TOO_LARGE. Both bound what one connection can
+ * make the server buffer before a route runs.
+ */
+export const MAX_PARAM_LENGTH = 64 * 1024;
+export const MAX_HEADER_BYTES = 80 * 1024;
 
 export interface RouteEntry {
   method: string;
@@ -64,7 +75,11 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     trustProxy: server.trust_proxy,
     // STOW bodies are streamed to the archive; limits are enforced there (bodyLimit does not apply to streams).
     bodyLimit: 1024 * 1024,
-    routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH, ignoreTrailingSlash: true },
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    // Errors raised before a route runs get the SPEC §3 error shape too.
+    frameworkErrors: frameworkErrorHandler(MAX_PARAM_LENGTH),
+    clientErrorHandler: clientErrorHandler(MAX_HEADER_BYTES),
     logController: new PhiSafeLogController(),
   });
   app.decorateRequest('principal', null);

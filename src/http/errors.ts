@@ -1,4 +1,6 @@
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ArchiveError, type ArchiveErrorCode } from '../archive/errors.js';
 import { UID_ISSUE } from './schemas.js';
 
@@ -27,6 +29,9 @@ const STATUS: Record<ArchiveErrorCode, number> = {
 export const HttpErrorCode = {
   REMOTE_ACCESS_DISABLED: 'REMOTE_ACCESS_DISABLED',
   ROUTE_NOT_FOUND: 'ROUTE_NOT_FOUND',
+  URI_TOO_LONG: 'URI_TOO_LONG',
+  HEADERS_TOO_LARGE: 'HEADERS_TOO_LARGE',
+  REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
 } as const;
 
 export interface ErrorBody {
@@ -89,8 +94,76 @@ export function errorHandler(err: FastifyError | ArchiveError | Error, request: 
   void sendError(reply, 500, 'INTERNAL', 'internal server error');
 }
 
+/** A path quoted in a message stays short: URLs may be tens of KiB long. */
+function shortPath(url: string): string {
+  const path = url.split('?')[0] ?? '';
+  return path.length > 200 ? `${path.slice(0, 200)}…` : path;
+}
+
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): void {
-  void sendError(reply, 404, HttpErrorCode.ROUTE_NOT_FOUND, `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`);
+  void sendError(reply, 404, HttpErrorCode.ROUTE_NOT_FOUND, `no route for ${request.method} ${shortPath(request.url)}`);
+}
+
+/**
+ * Fastify's `frameworkErrors`: errors the router raises before any route runs (a path segment over
+ * `maxParamLength`, malformed percent-encoding in the path) get the SPEC §3 shape instead of
+ * Fastify's own body. `maxParamLength` is only quoted in the answer.
+ */
+export function frameworkErrorHandler(maxParamLength: number) {
+  return (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
+    switch (err.code) {
+      case 'FST_ERR_MAX_PARAM_LENGTH':
+        void sendError(reply, 414, HttpErrorCode.URI_TOO_LONG, `a path segment of the URL is longer than ${maxParamLength} characters`, { maxParamLength });
+        return;
+      case 'FST_ERR_BAD_URL':
+        void sendError(reply, 400, 'BAD_REQUEST', 'the URL path is not valid (malformed percent-encoding)', { reason: 'BAD_URL' });
+        return;
+      default:
+        errorHandler(err, request, reply);
+    }
+  };
+}
+
+/**
+ * Node's 'clientError' (Fastify `clientErrorHandler`): the request could not be parsed, so no route,
+ * hook or reply exists — the answer is written to the socket by hand, in the SPEC §3 shape, and the
+ * connection is closed. Like Node's own handler, nothing is written once a response on this socket
+ * has started (keep-alive: the error may belong to the next request).
+ */
+export function clientErrorHandler(maxHeaderBytes: number) {
+  return function handle(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    let status: number;
+    let body: ErrorBody;
+    switch (err.code) {
+      case 'HPE_HEADER_OVERFLOW':
+        // The parser cannot tell whether the request line or a header field overflowed.
+        status = 431;
+        body = errorBody(HttpErrorCode.HEADERS_TOO_LARGE, `the request line and header fields are larger than ${maxHeaderBytes} bytes`, { maxHeaderBytes });
+        break;
+      case 'ERR_HTTP_REQUEST_TIMEOUT':
+        status = 408;
+        body = errorBody(HttpErrorCode.REQUEST_TIMEOUT, 'the request was not received in time');
+        break;
+      case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+        status = 413;
+        body = errorBody('PAYLOAD_TOO_LARGE', 'chunk extensions too large');
+        break;
+      default:
+        status = 400;
+        body = errorBody('BAD_REQUEST', 'the request is not valid HTTP', { reason: 'MALFORMED_REQUEST' });
+    }
+    this.log.debug({ code: err.code, status }, 'client error');
+    const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (socket.writable && !inFlight?.headersSent) {
+      const json = JSON.stringify(body);
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`,
+      );
+    }
+    socket.destroy(err);
+  };
 }
 
 export function statusForCode(code: ArchiveErrorCode): number {

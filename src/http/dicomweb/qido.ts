@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { QueryLevel } from '../../dicom/query-model.js';
-import { acceptFromQuery, negotiate } from '../../dicom/media-types.js';
+import { acceptFromQuery, dicomJsonResponseType, negotiate } from '../../dicom/media-types.js';
 import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
 import { resourceUrl, serviceUrl, type DicomwebRouteOptions } from './context.js';
@@ -19,7 +19,10 @@ export function registerQido(app: FastifyInstance, opts: DicomwebRouteOptions): 
       pairs.filter(([k]) => k === 'accept').map(([, v]) => v),
       request.headers.accept,
     );
-    if (!negotiate(accept, JSON_OFFERS)) return sendError(reply, 406, 'NOT_ACCEPTABLE', 'QIDO-RS answers application/dicom+json');
+    // application/dicom+json, also for Accept: application/json (SPEC §3); a client that refuses
+    // application/dicom+json (q=0) but takes application/json gets application/json (RFC 9110 12.5.1).
+    const chosen = negotiate(accept, JSON_OFFERS);
+    if (!chosen) return sendError(reply, 406, 'NOT_ACCEPTABLE', 'QIDO-RS answers application/dicom+json or application/json');
     const base = serviceUrl(request, opts);
     const { study, series } = request.params;
     const result = await opts.archive.query(callContext(request, 'dicomweb'), {
@@ -32,7 +35,7 @@ export function registerQido(app: FastifyInstance, opts: DicomwebRouteOptions): 
     if (result.remaining > 0) {
       reply.header('warning', `299 pacsnode: "There are ${result.remaining} additional results that can be requested"`);
     }
-    return reply.code(200).type('application/dicom+json').send(JSON.stringify(result.datasets));
+    return reply.code(200).type(dicomJsonResponseType(accept, chosen.offer)).send(JSON.stringify(result.datasets));
   };
   // The query string is parsed by the handler (keys repeat, are keywords or tags): the schema describes it.
   const route = (url: string, level: QueryLevel, name: string, summary: string, p?: (typeof params)['study' | 'series']) =>

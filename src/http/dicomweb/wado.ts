@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { LocatedInstance } from '../../archive/retrieve/retrieve.js';
-import { acceptFromQuery, negotiate, type MediaRange } from '../../dicom/media-types.js';
+import { acceptFromQuery, dicomJsonResponseType, negotiate, type MediaRange } from '../../dicom/media-types.js';
 import { EXPLICIT_VR_LE, IMPLICIT_VR_LE, transferSyntax } from '../../dicom/transfer-syntax.js';
 import type { DicomJsonDataset, DicomJsonElement } from '../../dicom/types.js';
 import { sendError } from '../errors.js';
@@ -36,6 +36,40 @@ const INSTANCE_OFFERS = [
   { mediaType: 'multipart/related', type: 'application/dicom' },
   { mediaType: 'application/dicom' },
 ] as const;
+
+const METADATA_OFFERS = [{ mediaType: 'application/dicom+json' }, { mediaType: 'application/json' }] as const;
+
+/**
+ * If-None-Match (RFC 9110 13.1.2 and 13.1.5): `*`, or a list of entity tags compared with the weak
+ * comparison — `W/"x"` and `"x"` both match `"x"`, whichever side is weak. Tolerant: a `*` inside a
+ * list also matches; entries that are not entity tags are skipped. Quoted tags may contain commas.
+ */
+export function ifNoneMatchHits(header: string, etag: string): boolean {
+  const opaque = (tag: string): string => (tag.startsWith('W/') ? tag.slice(2) : tag);
+  const ours = opaque(etag.trim());
+  let i = 0;
+  while (i < header.length) {
+    const ch = header[i];
+    if (ch === ' ' || ch === '\t' || ch === ',') {
+      i++;
+      continue;
+    }
+    if (ch === '*') return true;
+    const quote = header.startsWith('W/"', i) ? i + 2 : ch === '"' ? i : -1;
+    if (quote >= 0) {
+      const close = header.indexOf('"', quote + 1);
+      if (close < 0) return false;
+      if (header.slice(quote, close + 1) === ours) return true;
+      i = close + 1;
+      continue;
+    }
+    // Not an entity tag: skip to the next list element.
+    const comma = header.indexOf(',', i);
+    if (comma < 0) return false;
+    i = comma + 1;
+  }
+  return false;
+}
 
 function scopeOf(p: Params): { studyUid: string; seriesUid?: string; sopUid?: string } {
   return { studyUid: p.study, ...(p.series !== undefined ? { seriesUid: p.series } : {}), ...(p.instance !== undefined ? { sopUid: p.instance } : {}) };
@@ -104,16 +138,18 @@ export function registerWado(app: FastifyInstance, opts: DicomwebRouteOptions): 
   const metadata = async (request: FastifyRequest<{ Params: Params }>, reply: FastifyReply): Promise<FastifyReply> => {
     const ctx = callContext(request, 'dicomweb');
     const scope = scopeOf(request.params);
-    if (!negotiate(acceptOf(request), [{ mediaType: 'application/dicom+json' }, { mediaType: 'application/json' }])) {
-      return sendError(reply, 406, 'NOT_ACCEPTABLE', 'metadata is available as application/dicom+json');
-    }
+    // application/dicom+json, also for Accept: application/json (SPEC §3); application/json when the
+    // client refuses application/dicom+json (q=0).
+    const accept = acceptOf(request);
+    const chosen = negotiate(accept, METADATA_OFFERS);
+    if (!chosen) return sendError(reply, 406, 'NOT_ACCEPTABLE', 'metadata is available as application/dicom+json or application/json');
     const base = serviceUrl(request, opts);
     const etagHash = createHash('sha256').update(base);
     for await (const row of await archive.locate(ctx, scope)) etagHash.update(`${row.sopUid}:${row.sha256};`);
     const etag = `"${etagHash.digest('base64url').slice(0, 27)}"`;
     reply.header('etag', etag);
     const inm = request.headers['if-none-match'];
-    if (inm && inm.split(',').some((t) => t.trim() === etag || t.trim() === '*')) return reply.code(304).send();
+    if (inm !== undefined && ifNoneMatchHits(inm, etag)) return reply.code(304).send();
     const rows = await archive.locate(ctx, scope, { withHeader: true });
     async function* json(): AsyncGenerator<string> {
       let first = true;
@@ -126,7 +162,7 @@ export function registerWado(app: FastifyInstance, opts: DicomwebRouteOptions): 
       }
       yield ']';
     }
-    reply.code(200).type('application/dicom+json');
+    reply.code(200).type(dicomJsonResponseType(accept, chosen.offer));
     return reply.send(Readable.from(json()));
   };
   const metadataSchema = (name: string, summary: string, p: (typeof params)[keyof typeof params]) => ({
