@@ -148,7 +148,12 @@ export function createArchive(deps: ArchiveDeps): Archive {
         const scope = { ...(target.studyUid ? { studyUid: target.studyUid } : {}), ...(target.seriesUid ? { seriesUid: target.seriesUid } : {}) };
         result = await metadata.removeInstance(target.sopUid, scope);
       }
-      if (!result) throw new ArchiveError('NOT_FOUND', `${target.level} not found`);
+      if (!result) {
+        // As the GETs: details name the UID(s) asked for (docs/errors.md).
+        const { level, ...uids } = target;
+        const details = Object.fromEntries(Object.entries(uids).filter(([, v]) => v !== undefined));
+        throw new ArchiveError('NOT_FOUND', `${level} not found`, details);
+      }
       // Blobs go after the commit: a crash here leaves unreferenced blobs for gc, never a row without its blob.
       for (const key of result.blobKeys) {
         await blobs.delete(key).catch((err: unknown) => logger.warn({ blobKey: key, err: errorMessage(err) }, 'blob delete failed (gc will retry)'));

@@ -143,10 +143,47 @@ function checkFlag(value: unknown, field: string): boolean {
   return value;
 }
 
+/**
+ * Control characters: C0 (U+0000–U+001F, ESC included), DEL and C1 (U+007F–U+009F). Free text of
+ * the API (a node's description, a PatientID, C-FIND matching values) refuses them all: DICOM's LO
+ * allows only ESC, and only inside ISO 2022 byte encodings, never in the decoded Unicode text a JSON
+ * body carries; PostgreSQL stores no U+0000 in text or jsonb at all.
+ */
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+/** An unpaired UTF-16 surrogate: no Unicode character (a text column would get U+FFFD, jsonb refuses it). */
+const LONE_SURROGATE_RE = /\p{Surrogate}/u;
+
+/** Why `text` cannot be stored or sent as free text, or undefined when it can. */
+export function textProblem(text: string): string | undefined {
+  if (CONTROL_RE.test(text)) return 'must not contain control characters';
+  if (LONE_SURROGATE_RE.test(text)) return 'must be well-formed Unicode (no unpaired surrogate)';
+  return undefined;
+}
+
+/** INVALID_PARAMETER naming `field` when `text` holds control characters or unpaired surrogates. */
+export function checkText(text: string, field: string): string {
+  const problem = textProblem(text);
+  if (problem !== undefined) throw invalid(field, `${field} ${problem}`);
+  return text;
+}
+
+/**
+ * The AE title a lookup (get, find, remove) asks the store for: spaces trimmed; undefined when it
+ * cannot be a valid AE title, so no node can have it (and the database never sees it).
+ */
+function lookupAeTitle(value: string): string | undefined {
+  try {
+    return normaliseAeTitle(value);
+  } catch {
+    return undefined;
+  }
+}
+
 function checkDescription(value: unknown, field = 'description'): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string') throw invalid(field, `${field} must be a string`);
-  const text = value.trim();
+  const text = checkText(value, field).trim();
   if ([...text].length > DESCRIPTION_MAX) throw invalid(field, `${field} must be at most ${DESCRIPTION_MAX} characters`);
   return text.length === 0 ? null : text;
 }
@@ -190,14 +227,16 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
     get: (ctx, aeTitle) =>
       guard(async () => {
         authorize(policy, ctx, 'read');
-        const node = await store.get(trimSpaces(aeTitle));
+        const ae = lookupAeTitle(aeTitle);
+        const node = ae === undefined ? undefined : await store.get(ae);
         if (!node) throw new ArchiveError('NOT_FOUND', 'node not found', { ae_title: aeTitle });
         return node;
       }),
     find: (ctx, aeTitle) =>
       guard(async () => {
         authorize(policy, ctx, 'read');
-        return store.get(trimSpaces(aeTitle));
+        const ae = lookupAeTitle(aeTitle);
+        return ae === undefined ? undefined : store.get(ae);
       }),
     moveDestinations: (ctx) =>
       guard(async () => {
@@ -215,8 +254,8 @@ export function createNodeService(deps: NodeServiceDeps): NodeService {
     remove: (ctx, aeTitle) =>
       guard(async () => {
         authorize(policy, ctx, 'admin');
-        const ae = trimSpaces(aeTitle);
-        if (!(await store.delete(ae))) throw new ArchiveError('NOT_FOUND', 'node not found', { ae_title: aeTitle });
+        const ae = lookupAeTitle(aeTitle);
+        if (ae === undefined || !(await store.delete(ae))) throw new ArchiveError('NOT_FOUND', 'node not found', { ae_title: aeTitle });
         logger.info({ aeTitle: ae, origin: ctx.origin.protocol }, 'node deleted');
       }),
   };

@@ -6,11 +6,12 @@ import type { CallContext } from '../../archive/context.js';
 import { ArchiveError } from '../../archive/errors.js';
 import type { IngestOutcome } from '../../archive/ingest/outcome.js';
 import type { JobRunContext, JobService, StartedJob } from '../../archive/jobs.js';
-import { normaliseAeTitle, type NodeService } from '../../archive/nodes.js';
+import { checkText, normaliseAeTitle, type NodeService } from '../../archive/nodes.js';
 import type { JsonObject } from '../../storage/jobs.js';
 import type { NodeRecord } from '../../storage/nodes.js';
 import { callContext } from '../request-context.js';
-import { errorResponses, uidParam } from '../schemas.js';
+import { normalizeUid, validateUid } from '../../dicom/uid.js';
+import { errorResponses, UID_ISSUE } from '../schemas.js';
 import { jobJson, jobSchema } from './jobs.js';
 import type { DimseTarget, NodeScu } from './nodes.js';
 
@@ -96,15 +97,27 @@ export const jobAcceptedSchema = z.object({ job_id: z.string().meta({ format: 'u
 /** 200 of a node job route with ?wait=true. */
 export const jobDoneSchema = jobSchema.extend({ job_id: z.string() }).meta({ id: 'JobDone' });
 
+/**
+ * A UID in a node action body: valid as a UID in a path is, but without the trailing NUL or space
+ * padding that rule forgives in DICOM values — a JSON string has no padding, and the value goes to
+ * the database (the job's request, the archive lookup) as given: PostgreSQL stores no NUL.
+ */
+export function bodyUid(description: string) {
+  return z
+    .string()
+    .refine((v) => validateUid(v).ok && normalizeUid(v) === v, { message: 'not a valid UID', params: { errorCode: UID_ISSUE } })
+    .meta({ description, pattern: '^[0-9]+(\\.[0-9]+)*$', maxLength: 64, example: '1.2.840.113619.2.55.3.604688119.969.1268071029.320' });
+}
+
 const retrieveLevels = ['PATIENT', 'STUDY', 'SERIES', 'IMAGE'] as const;
 
 const retrieveFields = {
   level: z.enum(retrieveLevels).meta({ description: 'Query/Retrieve Level (0008,0052)' }),
   model: z.enum(['study', 'patient']).optional().meta({ description: 'Study Root (default) or Patient Root (implied by level PATIENT)' }),
   patient_id: z.string().min(1).max(64).optional().meta({ description: 'PatientID (0010,0020): required at level PATIENT and with model "patient"' }),
-  study_uid: uidParam('Study Instance UID: required at STUDY, SERIES and IMAGE').optional(),
-  series_uid: uidParam('Series Instance UID: required at SERIES and IMAGE').optional(),
-  sop_uids: z.array(uidParam('SOP Instance UID')).min(1).max(1000).optional().meta({ description: 'SOP Instance UIDs: required at IMAGE' }),
+  study_uid: bodyUid('Study Instance UID: required at STUDY, SERIES and IMAGE').optional(),
+  series_uid: bodyUid('Series Instance UID: required at SERIES and IMAGE').optional(),
+  sop_uids: z.array(bodyUid('SOP Instance UID')).min(1).max(1000).optional().meta({ description: 'SOP Instance UIDs: required at IMAGE' }),
 };
 
 const moveBodySchema = z
@@ -146,6 +159,8 @@ export function retrieveRequestOf(body: RetrieveBody): NodeRetrieveRequest {
   if (depth >= 2 && body.series_uid === undefined) throw invalid('series_uid', `series_uid is required at level ${body.level}`);
   if (depth >= 3 && body.sop_uids === undefined) throw invalid('sop_uids', 'sop_uids is required at level IMAGE');
   if (body.patient_id !== undefined && body.patient_id.includes('\\')) throw invalid('patient_id', 'patient_id must not contain a backslash');
+  // PatientID is LO: no control characters (the request is stored with the job, as jsonb on PostgreSQL).
+  if (body.patient_id !== undefined) checkText(body.patient_id, 'patient_id');
   return {
     level: body.level,
     model,

@@ -6,14 +6,14 @@ import { BROWSE_DEFAULT_LIMIT, BROWSE_MAX_LIMIT } from '../../archive/browse.js'
 import type { CallContext } from '../../archive/context.js';
 import { ArchiveError } from '../../archive/errors.js';
 import type { JobService } from '../../archive/jobs.js';
-import { AE_TITLE_MAX, DESCRIPTION_MAX, type NodeService } from '../../archive/nodes.js';
+import { AE_TITLE_MAX, checkText, DESCRIPTION_MAX, type NodeService } from '../../archive/nodes.js';
 import type { DicomJsonDataset } from '../../dicom/types.js';
 import type { NodeRecord } from '../../storage/nodes.js';
 import type { InstanceRow } from '../../storage/metadata.js';
 import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
-import { errorResponses, errorSchema, intQuery, uidParam } from '../schemas.js';
-import { actionParams, answerJob, jobAcceptedSchema, jobDoneSchema, registerNodeRetrieveRoutes, targetOf, waitQuery, type NodeRetrieveScu } from './node-retrieve.js';
+import { errorResponses, errorSchema, intQuery } from '../schemas.js';
+import { actionParams, answerJob, bodyUid, jobAcceptedSchema, jobDoneSchema, registerNodeRetrieveRoutes, targetOf, waitQuery, type NodeRetrieveScu } from './node-retrieve.js';
 import { listSchema } from './resources.js';
 
 /** SPEC §5: /api/nodes — the remote DICOM nodes (AE whitelist, move destinations, SCU peers). */
@@ -248,9 +248,9 @@ const findBodySchema = z
 const storeBodySchema = z
   .object({
     level: z.enum(['STUDY', 'SERIES', 'IMAGE']),
-    study_uid: uidParam('Study Instance UID'),
-    series_uid: uidParam('Series Instance UID (SERIES, optional for IMAGE)').optional(),
-    sop_uids: z.array(uidParam('SOP Instance UID')).min(1).optional().meta({ description: 'SOP Instance UIDs (IMAGE)' }),
+    study_uid: bodyUid('Study Instance UID'),
+    series_uid: bodyUid('Series Instance UID (SERIES, optional for IMAGE)').optional(),
+    sop_uids: z.array(bodyUid('SOP Instance UID')).min(1).optional().meta({ description: 'SOP Instance UIDs (IMAGE)' }),
   })
   .meta({ id: 'NodeStore' });
 
@@ -276,6 +276,19 @@ function sendDimseError(reply: FastifyReply, err: unknown, code: string, ae: str
     ae_title: ae,
     ...(reason ? { reason } : {}),
   });
+}
+
+/**
+ * C-FIND matching keys as sent: names and values free of control characters and unpaired
+ * surrogates (INVALID_PARAMETER, details.field `keys.<name>`). Unknown names and values a VR cannot
+ * hold are the SCU's to refuse.
+ */
+function checkFindKeys(keys: Record<string, string | null>, includefield: readonly string[]): void {
+  for (const [name, value] of Object.entries(keys)) {
+    checkText(name, 'keys');
+    if (value !== null) checkText(value, `keys.${name}`);
+  }
+  includefield.forEach((name, i) => checkText(name, `includefield.${i}`));
 }
 
 /** The instances a store request names, in the archive's order; NOT_FOUND when any is missing. */
@@ -335,6 +348,7 @@ function registerNodeActionRoutes(app: FastifyInstance, deps: ActionDeps): void 
   }, async (request, reply) => {
     const node = await nodes.get(callContext(request, 'rest'), request.params.ae_title);
     const b = request.body;
+    checkFindKeys(b.keys, b.includefield);
     const out: DicomJsonDataset[] = [];
     try {
       for await (const ds of scu.find(targetOf(node), { level: b.level, model: b.model, keys: b.keys, returnKeys: b.includefield })) {

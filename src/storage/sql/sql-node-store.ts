@@ -1,5 +1,4 @@
-import type { Selectable } from 'kysely';
-import { StorageError } from '../errors.js';
+import { sql, type Selectable } from 'kysely';
 import type { NodeFields, NodeListOptions, NodePage, NodeRecord, NodeStore } from '../nodes.js';
 import type { DicomNodesTable } from './schema.js';
 import { fromDbBool, toDbBool, type SqlWriteDriver } from './write-driver.js';
@@ -7,8 +6,8 @@ import { fromDbBool, toDbBool, type SqlWriteDriver } from './write-driver.js';
 type NodeRow = Selectable<DicomNodesTable>;
 
 /**
- * NodeStore over kysely, shared by the SQLite and PostgreSQL adapters (plain SQL both accept:
- * INSERT … ON CONFLICT DO NOTHING, UPDATE … RETURNING).
+ * NodeStore over kysely, shared by the SQLite and PostgreSQL adapters (SQL both accept:
+ * INSERT … ON CONFLICT DO UPDATE … RETURNING).
  */
 export function createSqlNodeStore(driver: SqlWriteDriver): NodeStore {
   const { db, dialect } = driver;
@@ -40,20 +39,33 @@ export function createSqlNodeStore(driver: SqlWriteDriver): NodeStore {
         updated_at: at,
       };
       return driver.writeTransaction(async (trx) => {
-        // Insert-or-nothing, then update: tells created from updated without a dialect-specific
-        // trick. Under READ COMMITTED a concurrent delete can fall between the two; try again.
-        for (let attempt = 0; attempt < 3; attempt++) {
-          const inserted = await trx
-            .insertInto('dicom_nodes')
-            .values({ ae_title: node.aeTitle, ...values, created_at: at })
-            .onConflict((oc) => oc.column('ae_title').doNothing())
-            .returningAll()
-            .executeTakeFirst();
-          if (inserted) return { node: toRecord(inserted), created: true };
-          const updated = await trx.updateTable('dicom_nodes').set(values).where('ae_title', '=', node.aeTitle).returningAll().executeTakeFirst();
-          if (updated) return { node: toRecord(updated), created: false };
-        }
-        throw new StorageError('DATABASE_UNAVAILABLE', 'node upsert kept conflicting with concurrent changes');
+        // SQLite runs one write transaction at a time (BEGIN IMMEDIATE): what this SELECT sees
+        // holds until the upsert below. PostgreSQL tells from the upserted row itself (xmax = 0:
+        // inserted by this statement, not locked and updated), as a SELECT there could race.
+        const existed =
+          dialect.name === 'sqlite' ? (await trx.selectFrom('dicom_nodes').select('ae_title').where('ae_title', '=', node.aeTitle).executeTakeFirst()) !== undefined : undefined;
+        // One statement: INSERT … ON CONFLICT DO UPDATE is atomic under READ COMMITTED too, so a
+        // concurrent delete or upsert of the same AE title can neither make it fail nor lose it.
+        const row = await trx
+          .insertInto('dicom_nodes')
+          .values({ ae_title: node.aeTitle, ...values, created_at: at })
+          .onConflict((oc) =>
+            oc.column('ae_title').doUpdateSet((eb) => ({
+              host: eb.ref('excluded.host'),
+              port: eb.ref('excluded.port'),
+              description: eb.ref('excluded.description'),
+              allow_store: eb.ref('excluded.allow_store'),
+              allow_find: eb.ref('excluded.allow_find'),
+              allow_retrieve: eb.ref('excluded.allow_retrieve'),
+              move_destination: eb.ref('excluded.move_destination'),
+              updated_at: eb.ref('excluded.updated_at'),
+            })),
+          )
+          .returningAll()
+          .$if(dialect.name === 'postgres', (qb) => qb.returning(sql<boolean>`(xmax = 0)`.as('inserted')))
+          .executeTakeFirstOrThrow();
+        const created = existed !== undefined ? !existed : (row as { inserted?: unknown }).inserted === true;
+        return { node: toRecord(row), created };
       });
     },
 

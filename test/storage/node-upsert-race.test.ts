@@ -1,0 +1,87 @@
+// NodeStore.upsert is one INSERT … ON CONFLICT DO UPDATE: racing deletes and other upserts of the
+// same AE title it never fails (it used to give up with DATABASE_UNAVAILABLE on PostgreSQL after
+// three insert-then-update attempts), and it still tells created from updated — on both profiles.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { NodeFields, NodeStore } from '../../src/storage/nodes.js';
+import { createPostgresStores } from '../../src/storage/postgres/postgres-stores.js';
+import { createSqliteStores } from '../../src/storage/sqlite/sqlite-metadata-store.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+
+function fields(aeTitle: string, port: number): NodeFields {
+  return { aeTitle, host: '127.0.0.1', port, description: null, allowStore: true, allowFind: true, allowRetrieve: true, moveDestination: true };
+}
+
+for (const profile of ['sqlite', 'postgres'] as const) {
+  describe(`node upsert (${profile})`, () => {
+    let database: TestDatabase | undefined;
+    let nodes: NodeStore;
+    let close: () => Promise<void>;
+
+    before(async () => {
+      if (profile === 'postgres') {
+        database = await createTestDatabase('pacsnode_node_upsert');
+        const stores = createPostgresStores({ url: database.url, maxConnections: 10 });
+        await stores.migrate();
+        nodes = stores.nodes;
+        close = () => stores.close();
+      } else {
+        const stores = createSqliteStores({ path: ':memory:' });
+        await stores.migrate();
+        nodes = stores.nodes;
+        close = () => stores.close();
+      }
+    });
+    after(async () => {
+      try {
+        await close?.();
+      } finally {
+        await database?.drop();
+      }
+    });
+
+    it('tells created from updated, also at the same instant, and keeps created_at', async () => {
+      const at = new Date('2026-05-01T00:00:00.000Z');
+      const first = await nodes.upsert(fields('SAME', 104), { at });
+      assert.equal(first.created, true);
+      const second = await nodes.upsert({ ...fields('SAME', 105), description: 'again', allowFind: false }, { at });
+      assert.equal(second.created, false);
+      assert.equal(second.node.port, 105);
+      assert.equal(second.node.description, 'again');
+      assert.equal(second.node.allowFind, false);
+      const later = new Date('2026-05-02T00:00:00.000Z');
+      const third = await nodes.upsert(fields('SAME', 106), { at: later });
+      assert.equal(third.created, false);
+      assert.equal(third.node.createdAt.toISOString(), at.toISOString());
+      assert.equal(third.node.updatedAt.toISOString(), later.toISOString());
+      assert.equal(third.node.allowFind, true);
+      assert.equal(await nodes.delete('SAME'), true);
+      assert.equal((await nodes.upsert(fields('SAME', 107), { at: later })).created, true);
+    });
+
+    it('concurrent upserts of a new AE title: exactly one creates it, every one succeeds', async () => {
+      for (let round = 0; round < 10; round++) {
+        const ae = `NEW${round}`;
+        const results = await Promise.all(Array.from({ length: 8 }, (_, i) => nodes.upsert(fields(ae, 1000 + i))));
+        assert.equal(results.filter((r) => r.created).length, 1, `round ${round}`);
+        assert.ok(results.every((r, i) => r.node.aeTitle === ae && r.node.port === 1000 + i));
+      }
+    });
+
+    it('upserts racing deletes of the same AE title never fail', async () => {
+      let deleted = 0;
+      let created = 0;
+      // 15 upserts and 5 deletes at a time (the old insert-then-update gave up in ~10% of rounds).
+      for (let round = 0; round < 60; round++) {
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: 20 }, (_, i) => (i % 4 === 1 ? nodes.delete('RACE').then((d) => void (deleted += d ? 1 : 0)) : nodes.upsert(fields('RACE', 100 + i)).then((r) => void (created += r.created ? 1 : 0)))),
+        );
+        const failures = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+        assert.deepEqual(failures.map((f) => String(f.reason)), [], `round ${round}`);
+      }
+      // Every creation but the first follows a delete; a delete removes what one creation made.
+      const exists = (await nodes.get('RACE')) !== undefined;
+      assert.equal(created, deleted + (exists ? 1 : 0));
+    });
+  });
+}
