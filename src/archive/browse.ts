@@ -4,6 +4,7 @@ import type { Constraint } from '../dicom/query-model.js';
 import type { Tag, VR } from '../dicom/types.js';
 import { isValidUid } from '../dicom/uid.js';
 import type {
+  ChangeKind,
   InstanceRow,
   MetadataStore,
   Page,
@@ -179,8 +180,11 @@ export function createBrowse(deps: { metadata: MetadataStore; policy: AccessPoli
     },
     async statistics(ctx) {
       authorize(policy, ctx, 'read');
-      const stats = await metadata.statistics();
-      const receivedLast24h = await metadata.countChangesSince(new Date(deps.now().getTime() - DAY_MS), ['stored', 'replaced']);
+      // One snapshot of the index: the figures agree with each other under concurrent writes.
+      const kinds: ChangeKind[] = ['stored', 'replaced'];
+      const received = { since: new Date(deps.now().getTime() - DAY_MS), kinds };
+      const { changesSince, ...stats } = await metadata.statistics({ changesSince: received });
+      const receivedLast24h = changesSince ?? (await metadata.countChangesSince(received.since, received.kinds));
       return { ...stats, receivedLast24h };
     },
   };

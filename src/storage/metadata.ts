@@ -175,6 +175,8 @@ export interface StoreStatistics {
   instances: number;
   bytes: number;
   byModality: Record<string, number>;
+  /** With statistics({ changesSince }): countChangesSince(since, kinds), read in the same snapshot. */
+  changesSince?: number;
 }
 
 /** A study as the REST API lists it (SPEC §5): indexed columns and counters, no header. */
@@ -283,5 +285,9 @@ export interface MetadataStore {
   lastChangeSeq(): Promise<number>;
   /** Number of `changes` rows of kind `stored`/`replaced` at or after `since`. */
   countChangesSince(since: Date, kinds: ChangeKind[]): Promise<number>;
-  statistics(): Promise<StoreStatistics>;
+  /**
+   * Every figure from one snapshot of the index (they agree with each other under concurrent
+   * writes); with `changesSince`, that count too.
+   */
+  statistics(options?: { changesSince?: { since: Date; kinds: ChangeKind[] } }): Promise<StoreStatistics>;
 }

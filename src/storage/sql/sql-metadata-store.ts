@@ -51,6 +51,32 @@ const num = (v: number | string | null | undefined): number => (v === null || v 
 export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
   const { db, dialect } = driver;
 
+  // ---- read snapshots -------------------------------------------------------------------------
+
+  /**
+   * Runs a read of several statements on one snapshot, so figures read together agree (a page and
+   * its total, statistics). PostgreSQL: one READ ONLY REPEATABLE READ transaction on one pooled
+   * connection — separate pool statements, or READ COMMITTED, would each see a different commit
+   * (read-only transactions never fail to serialize). SQLite: the one connection, held for the
+   * whole read, keeps this process's group-commit writer out; a deferred BEGIN makes it one WAL
+   * snapshot against other processes too (CLI), at the cost of two statements without I/O.
+   */
+  function readSnapshot<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
+    if (dialect.name === 'postgres') return db.transaction().setIsolationLevel('repeatable read').setAccessMode('read only').execute(fn);
+    return db.connection().execute(async (conn) => {
+      await sql`BEGIN`.execute(conn);
+      let result: T;
+      try {
+        result = await fn(conn);
+      } catch (e) {
+        await sql`ROLLBACK`.execute(conn).catch(() => undefined);
+        throw e;
+      }
+      await sql`COMMIT`.execute(conn);
+      return result;
+    });
+  }
+
   // ---- counters and pruning (inside a write transaction) -------------------------------------
 
   async function adjustPatient(trx: Db, id: number, dStudies: number): Promise<void> {
@@ -654,11 +680,12 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
     },
     listInstances,
 
-    listStudies: (options) => listStudies(db, dialect, options),
-    getStudy: (studyUid) => getStudy(db, dialect, studyUid),
-    listSeries: (studyUid, page) => listSeries(db, dialect, studyUid, page),
+    // A page and its total (and a study's counters and modalities) come from one snapshot.
+    listStudies: (options) => readSnapshot((trx) => listStudies(trx, dialect, options)),
+    getStudy: (studyUid) => readSnapshot((trx) => getStudy(trx, dialect, studyUid)),
+    listSeries: (studyUid, page) => readSnapshot((trx) => listSeries(trx, dialect, studyUid, page)),
     getSeries: (seriesUid) => getSeries(db, dialect, seriesUid),
-    listSeriesInstances: (seriesUid, page) => listSeriesInstances(db, dialect, seriesUid, page),
+    listSeriesInstances: (seriesUid, page) => readSnapshot((trx) => listSeriesInstances(trx, dialect, seriesUid, page)),
 
     removeStudy: (studyUid) => driver.writeTransaction((trx) => removeStudyIn(trx, studyUid)),
     removeSeries: (seriesUid, studyUid) => driver.writeTransaction((trx) => removeSeriesIn(trx, seriesUid, studyUid)),
@@ -707,25 +734,30 @@ export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
       return num(row?.n);
     },
 
-    statistics: async (): Promise<StoreStatistics> => {
-      // Counters, not scans of `instances`: studies carry their series/instance/byte totals.
-      const queries = statisticsQueries(db, dialect, { since: new Date(), kinds: [] });
-      const patients = await queries.patients.executeTakeFirst();
-      const totals = await queries.totals.executeTakeFirst();
-      const mods = await queries.byModality.execute();
-      const byModality: Record<string, number> = {};
-      for (const m of mods) {
-        const key = m.modality ?? UNKNOWN_MODALITY;
-        byModality[key] = (byModality[key] ?? 0) + num(m.n);
-      }
-      return {
-        patients: num(patients?.n),
-        studies: num(totals?.studies),
-        series: num(totals?.series),
-        instances: num(totals?.instances),
-        bytes: num(totals?.bytes),
-        byModality,
-      };
-    },
+    statistics: (options = {}): Promise<StoreStatistics> =>
+      // Counters, not scans of `instances`: studies carry their series/instance/byte totals. All
+      // figures from one snapshot (sum(byModality) == instances, patients of those studies).
+      readSnapshot(async (trx) => {
+        const wanted = options.changesSince;
+        const queries = statisticsQueries(trx, dialect, wanted ?? { since: new Date(), kinds: [] });
+        const patients = await queries.patients.executeTakeFirst();
+        const totals = await queries.totals.executeTakeFirst();
+        const mods = await queries.byModality.execute();
+        const byModality: Record<string, number> = {};
+        for (const m of mods) {
+          const key = m.modality ?? UNKNOWN_MODALITY;
+          byModality[key] = (byModality[key] ?? 0) + num(m.n);
+        }
+        const stats: StoreStatistics = {
+          patients: num(patients?.n),
+          studies: num(totals?.studies),
+          series: num(totals?.series),
+          instances: num(totals?.instances),
+          bytes: num(totals?.bytes),
+          byModality,
+        };
+        if (wanted !== undefined) stats.changesSince = wanted.kinds.length === 0 ? 0 : num((await queries.changesSince.executeTakeFirst())?.n);
+        return stats;
+      }),
   };
 }
