@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Query, QueryLevel } from '../dicom/query-model.js';
 import type { DicomJsonDataset } from '../dicom/types.js';
-import { isValidUid } from '../dicom/uid.js';
+import { isAddressableUid } from '../dicom/uid.js';
 import type { BlobStore } from '../storage/blobs.js';
 import type { ChangeRow, InstanceRow, InstanceScope, MetadataStore, RemoveResult } from '../storage/metadata.js';
 import { ALLOW_ALL, authorize, type AccessPolicy } from './access/policy.js';
@@ -79,7 +79,7 @@ export interface Archive extends Browse {
 
 function checkUids(scope: Partial<Record<string, string | undefined>>): void {
   for (const [name, uid] of Object.entries(scope)) {
-    if (uid !== undefined && !isValidUid(uid)) throw new ArchiveError('INVALID_UID', `${name} is not a valid UID`, { key: name });
+    if (uid !== undefined && !isAddressableUid(uid)) throw new ArchiveError('INVALID_UID', `${name} is not a valid UID`, { key: name });
   }
 }
 

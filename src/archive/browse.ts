@@ -2,7 +2,7 @@ import { MODALITIES_IN_STUDY } from '../dicom/indexed.js';
 import { buildConstraint } from '../dicom/matching.js';
 import type { Constraint } from '../dicom/query-model.js';
 import type { Tag, VR } from '../dicom/types.js';
-import { isValidUid } from '../dicom/uid.js';
+import { isAddressableUid } from '../dicom/uid.js';
 import type {
   ChangeKind,
   InstanceRow,
@@ -81,7 +81,7 @@ function invalid(field: string, message: string): ArchiveError {
 }
 
 function checkUid(field: string, uid: string): void {
-  if (!isValidUid(uid)) throw new ArchiveError('INVALID_UID', `${field} is not a valid UID`, { field });
+  if (!isAddressableUid(uid)) throw new ArchiveError('INVALID_UID', `${field} is not a valid UID`, { field });
 }
 
 export function pageOptions(page: Partial<PageOptions> | undefined): PageOptions {

@@ -50,3 +50,12 @@ export function validateUid(raw: string): UidValidation {
 export function isValidUid(raw: string): boolean {
   return validateUid(raw).ok;
 }
+
+/**
+ * A UID that addresses something (a URL path, a REST body, an archive call): valid and without
+ * padding. Stored UIDs are kept without their padding, so a padded one names nothing, and its NUL
+ * must never reach a database (PostgreSQL refuses U+0000 in text).
+ */
+export function isAddressableUid(raw: string): boolean {
+  return normalizeUid(raw) === raw && isValidUid(raw);
+}

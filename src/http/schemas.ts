@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isValidUid } from '../dicom/uid.js';
+import { isAddressableUid } from '../dicom/uid.js';
 
 /**
  * Schema pieces shared by the routes (zod, through fastify-type-provider-zod): they validate
@@ -13,7 +13,7 @@ export const UID_ISSUE = 'INVALID_UID';
 export function uidParam(description: string) {
   return z
     .string()
-    .refine((v) => isValidUid(v), { message: 'not a valid UID', params: { errorCode: UID_ISSUE } })
+    .refine((v) => isAddressableUid(v), { message: 'not a valid UID', params: { errorCode: UID_ISSUE } })
     .meta({ description, pattern: '^[0-9]+(\\.[0-9]+)*$', maxLength: 64, example: '1.2.840.113619.2.55.3.604688119.969.1268071029.320' });
 }
 

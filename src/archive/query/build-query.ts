@@ -4,7 +4,7 @@ import { DicomQueryError } from '../../dicom/errors.js';
 import { buildConstraint } from '../../dicom/matching.js';
 import type { Constraint, Query, QueryLevel } from '../../dicom/query-model.js';
 import type { Tag, VR } from '../../dicom/types.js';
-import { isValidUid } from '../../dicom/uid.js';
+import { isAddressableUid } from '../../dicom/uid.js';
 import type { ArchiveSettings } from '../context.js';
 import { ArchiveError } from '../errors.js';
 
@@ -46,7 +46,7 @@ function vrOf(tag: Tag): VR {
  */
 export function buildQuery(req: QueryRequest, settings: Pick<ArchiveSettings, 'qidoDefaultLimit' | 'qidoMaxLimit'>): Query {
   for (const [name, uid] of [['StudyInstanceUID', req.studyUid], ['SeriesInstanceUID', req.seriesUid]] as const) {
-    if (uid !== undefined && !isValidUid(uid)) throw new ArchiveError('INVALID_UID', `${name} in the path is not a valid UID`, { key: name });
+    if (uid !== undefined && !isAddressableUid(uid)) throw new ArchiveError('INVALID_UID', `${name} in the path is not a valid UID`, { key: name });
   }
   let limit = settings.qidoDefaultLimit;
   let offset = 0;

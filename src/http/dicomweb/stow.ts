@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { IngestFailure, IngestWarning, type IngestOutcome } from '../../archive/ingest/outcome.js';
 import { MultipartError, parseContentType, parseMultipart } from '../../dicom/multipart.js';
 import type { DicomJsonDataset, DicomJsonElement } from '../../dicom/types.js';
-import { isValidUid } from '../../dicom/uid.js';
+import { isAddressableUid } from '../../dicom/uid.js';
 import { chunksOf } from '../../util/chunks.js';
 import { sendError } from '../errors.js';
 import { callContext } from '../request-context.js';
@@ -62,7 +62,7 @@ const ui = (s: string): DicomJsonElement => ({ vr: 'UI', Value: [s] });
 export function registerStow(app: FastifyInstance, opts: DicomwebRouteOptions): void {
   const handler = async (request: FastifyRequest<{ Params: { study?: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
     const studyUid = request.params.study;
-    if (studyUid !== undefined && !isValidUid(studyUid)) return sendError(reply, 400, 'INVALID_UID', 'StudyInstanceUID in the path is not a valid UID', { key: 'StudyInstanceUID' });
+    if (studyUid !== undefined && !isAddressableUid(studyUid)) return sendError(reply, 400, 'INVALID_UID', 'StudyInstanceUID in the path is not a valid UID', { key: 'StudyInstanceUID' });
     const contentLength = Number(request.headers['content-length']);
     if (opts.maxRequestBytes > 0 && Number.isFinite(contentLength) && contentLength > opts.maxRequestBytes) {
       reply.header('connection', 'close');
