@@ -40,6 +40,36 @@ for (const profile of ['sqlite', 'postgres'] as const) {
       }
     });
 
+    it('a list page agrees with its total while nodes are created and deleted', { timeout: 30_000 }, async () => {
+      let stop = false;
+      let bad = 0;
+      let polls = 0;
+      const writer = async (w: number): Promise<void> => {
+        for (let i = 0; !stop; i++) {
+          const ae = `LIST${w}_${i % 7}`;
+          if (i % 2 === 0) await nodes.upsert(fields(ae, 104), { at: new Date() });
+          else await nodes.delete(ae);
+          // SQLite runs on the event loop: let the reader and the timer in.
+          await new Promise((r) => setImmediate(r));
+        }
+      };
+      const reader = async (): Promise<void> => {
+        while (!stop) {
+          const page = await nodes.list({ limit: 1000, offset: 0 });
+          polls++;
+          if (page.items.length !== page.total) bad++;
+          await new Promise((r) => setImmediate(r));
+        }
+      };
+      const writers = [0, 1, 2].map((w) => writer(w));
+      const read = reader();
+      await new Promise((r) => setTimeout(r, 2000));
+      stop = true;
+      await Promise.all([...writers, read]);
+      assert.ok(polls > 10, `only ${polls} reads`);
+      assert.equal(bad, 0, `${bad} of ${polls} pages disagreed with their total`);
+    });
+
     it('tells created from updated, also at the same instant, and keeps created_at', async () => {
       const at = new Date('2026-05-01T00:00:00.000Z');
       const first = await nodes.upsert(fields('SAME', 104), { at });

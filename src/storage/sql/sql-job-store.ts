@@ -16,6 +16,7 @@ import {
   type ProgressUpdate,
 } from '../jobs.js';
 import type { IndexDatabase, JobsTable } from './schema.js';
+import { readInSnapshot } from './read-snapshot.js';
 import { fromDbBool, fromDbInt, toDbBool, type SqlWriteDriver } from './write-driver.js';
 
 type JobRow = Selectable<JobsTable>;
@@ -174,17 +175,17 @@ export function createSqlJobStore(driver: SqlWriteDriver): JobStore {
     },
 
     async list(options: JobListOptions): Promise<JobPage> {
-      let base = db.selectFrom('jobs');
-      if (options.states !== undefined) {
-        if (options.states.length === 0) return { items: [], total: 0 };
-        base = base.where('state', 'in', [...options.states]);
-      }
-      if (options.kind !== undefined) base = base.where('kind', '=', options.kind);
-      const [rows, count] = await Promise.all([
-        base.selectAll().orderBy('seq', 'desc').limit(options.limit).offset(options.offset).execute(),
-        base.select((eb) => eb.fn.countAll<number | string>().as('n')).executeTakeFirst(),
-      ]);
-      return { items: rows.map(toRecord), total: Number(count?.n ?? 0) };
+      const states = options.states;
+      if (states !== undefined && states.length === 0) return { items: [], total: 0 };
+      // The page and its total from one snapshot (two pool statements could see different commits).
+      return readInSnapshot(db, dialect, async (trx) => {
+        let base = trx.selectFrom('jobs');
+        if (states !== undefined) base = base.where('state', 'in', [...states]);
+        if (options.kind !== undefined) base = base.where('kind', '=', options.kind);
+        const rows = await base.selectAll().orderBy('seq', 'desc').limit(options.limit).offset(options.offset).execute();
+        const count = await base.select((eb) => eb.fn.countAll<number | string>().as('n')).executeTakeFirst();
+        return { items: rows.map(toRecord), total: Number(count?.n ?? 0) };
+      });
     },
 
     markRunning(id, options) {

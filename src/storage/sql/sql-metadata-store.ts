@@ -18,6 +18,7 @@ import type {
   StudyColumns,
 } from '../metadata.js';
 import { prepared } from './prepared.js';
+import { readInSnapshot } from './read-snapshot.js';
 import { countMatches, selectInstances, selectPatients, selectSeries, selectStudies } from './compile-query.js';
 import type { Dialect } from './dialect.js';
 import { getSeries, getStudy, listSeries, listSeriesInstances, listStudies, modalitiesOf, statisticsQueries } from './rest-queries.js';
@@ -51,31 +52,7 @@ const num = (v: number | string | null | undefined): number => (v === null || v 
 export function createSqlMetadataStore(driver: SqlStoreDriver): MetadataStore {
   const { db, dialect } = driver;
 
-  // ---- read snapshots -------------------------------------------------------------------------
-
-  /**
-   * Runs a read of several statements on one snapshot, so figures read together agree (a page and
-   * its total, statistics). PostgreSQL: one READ ONLY REPEATABLE READ transaction on one pooled
-   * connection — separate pool statements, or READ COMMITTED, would each see a different commit
-   * (read-only transactions never fail to serialize). SQLite: the one connection, held for the
-   * whole read, keeps this process's group-commit writer out; a deferred BEGIN makes it one WAL
-   * snapshot against other processes too (CLI), at the cost of two statements without I/O.
-   */
-  function readSnapshot<T>(fn: (trx: Db) => Promise<T>): Promise<T> {
-    if (dialect.name === 'postgres') return db.transaction().setIsolationLevel('repeatable read').setAccessMode('read only').execute(fn);
-    return db.connection().execute(async (conn) => {
-      await sql`BEGIN`.execute(conn);
-      let result: T;
-      try {
-        result = await fn(conn);
-      } catch (e) {
-        await sql`ROLLBACK`.execute(conn).catch(() => undefined);
-        throw e;
-      }
-      await sql`COMMIT`.execute(conn);
-      return result;
-    });
-  }
+  const readSnapshot = <T>(fn: (trx: Db) => Promise<T>): Promise<T> => readInSnapshot(db, dialect, fn);
 
   // ---- counters and pruning (inside a write transaction) -------------------------------------
 

@@ -1,6 +1,7 @@
 import { sql, type Selectable } from 'kysely';
 import type { NodeFields, NodeListOptions, NodePage, NodeRecord, NodeStore } from '../nodes.js';
 import type { DicomNodesTable } from './schema.js';
+import { readInSnapshot } from './read-snapshot.js';
 import { fromDbBool, toDbBool, type SqlWriteDriver } from './write-driver.js';
 
 type NodeRow = Selectable<DicomNodesTable>;
@@ -75,13 +76,14 @@ export function createSqlNodeStore(driver: SqlWriteDriver): NodeStore {
     },
 
     async list(options: NodeListOptions): Promise<NodePage> {
-      let base = db.selectFrom('dicom_nodes');
-      if (options.moveDestination !== undefined) base = base.where('move_destination', '=', toDbBool(options.moveDestination));
-      const [rows, count] = await Promise.all([
-        base.selectAll().orderBy('ae_title').limit(options.limit).offset(options.offset).execute(),
-        base.select((eb) => eb.fn.countAll<number | string>().as('n')).executeTakeFirst(),
-      ]);
-      return { items: rows.map(toRecord), total: Number(count?.n ?? 0) };
+      // The page and its total from one snapshot (two pool statements could see different commits).
+      return readInSnapshot(db, dialect, async (trx) => {
+        let base = trx.selectFrom('dicom_nodes');
+        if (options.moveDestination !== undefined) base = base.where('move_destination', '=', toDbBool(options.moveDestination));
+        const rows = await base.selectAll().orderBy('ae_title').limit(options.limit).offset(options.offset).execute();
+        const count = await base.select((eb) => eb.fn.countAll<number | string>().as('n')).executeTakeFirst();
+        return { items: rows.map(toRecord), total: Number(count?.n ?? 0) };
+      });
     },
 
     async listMoveDestinations() {
