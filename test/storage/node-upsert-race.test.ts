@@ -1,8 +1,10 @@
+// List pages (nodes, jobs) agree with their totals under concurrent writes (one read snapshot).
 // NodeStore.upsert is one INSERT … ON CONFLICT DO UPDATE: racing deletes and other upserts of the
 // same AE title it never fails (it used to give up with DATABASE_UNAVAILABLE on PostgreSQL after
 // three insert-then-update attempts), and it still tells created from updated — on both profiles.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { JobStore } from '../../src/storage/jobs.js';
 import type { NodeFields, NodeStore } from '../../src/storage/nodes.js';
 import { createPostgresStores } from '../../src/storage/postgres/postgres-stores.js';
 import { createSqliteStores } from '../../src/storage/sqlite/sqlite-metadata-store.js';
@@ -16,6 +18,7 @@ for (const profile of ['sqlite', 'postgres'] as const) {
   describe(`node upsert (${profile})`, () => {
     let database: TestDatabase | undefined;
     let nodes: NodeStore;
+    let jobs: JobStore;
     let close: () => Promise<void>;
 
     before(async () => {
@@ -24,11 +27,13 @@ for (const profile of ['sqlite', 'postgres'] as const) {
         const stores = createPostgresStores({ url: database.url, maxConnections: 10 });
         await stores.migrate();
         nodes = stores.nodes;
+        jobs = stores.jobs;
         close = () => stores.close();
       } else {
         const stores = createSqliteStores({ path: ':memory:' });
         await stores.migrate();
         nodes = stores.nodes;
+        jobs = stores.jobs;
         close = () => stores.close();
       }
     });
@@ -62,6 +67,34 @@ for (const profile of ['sqlite', 'postgres'] as const) {
         }
       };
       const writers = [0, 1, 2].map((w) => writer(w));
+      const read = reader();
+      await new Promise((r) => setTimeout(r, 2000));
+      stop = true;
+      await Promise.all([...writers, read]);
+      assert.ok(polls > 10, `only ${polls} reads`);
+      assert.equal(bad, 0, `${bad} of ${polls} pages disagreed with their total`);
+    });
+
+    it('a job list page filtered by state agrees with its total while jobs are created and started', { timeout: 30_000 }, async () => {
+      let stop = false;
+      let bad = 0;
+      let polls = 0;
+      const writer = async (): Promise<void> => {
+        while (!stop) {
+          const job = await jobs.create({ kind: 'race', request: {} });
+          await jobs.markRunning(job.id);
+          await new Promise((r) => setImmediate(r));
+        }
+      };
+      const reader = async (): Promise<void> => {
+        while (!stop) {
+          const page = await jobs.list({ states: ['pending'], kind: 'race', limit: 1000, offset: 0 });
+          polls++;
+          if (page.items.length !== page.total) bad++;
+          await new Promise((r) => setImmediate(r));
+        }
+      };
+      const writers = [writer(), writer(), writer()];
       const read = reader();
       await new Promise((r) => setTimeout(r, 2000));
       stop = true;
