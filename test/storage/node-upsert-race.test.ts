@@ -14,6 +14,38 @@ function fields(aeTitle: string, port: number): NodeFields {
   return { aeTitle, host: '127.0.0.1', port, description: null, allowStore: true, allowFind: true, allowRetrieve: true, moveDestination: true };
 }
 
+/**
+ * Three writers run `write(writer, i)` for 2 s while one reader lists whole pages (limit above the
+ * total): every page must hold exactly `total` items. Each step yields to the event loop (SQLite
+ * runs on it), so the reader and the timer get their turn.
+ */
+async function assertPagesAgree(write: (writer: number, i: number) => Promise<void>, list: () => Promise<{ items: readonly unknown[]; total: number }>): Promise<void> {
+  let stop = false;
+  let bad = 0;
+  let polls = 0;
+  const yieldNow = (): Promise<void> => new Promise((r) => setImmediate(r));
+  const writer = async (w: number): Promise<void> => {
+    for (let i = 0; !stop; i++) {
+      await write(w, i);
+      await yieldNow();
+    }
+  };
+  const reader = async (): Promise<void> => {
+    while (!stop) {
+      const page = await list();
+      polls++;
+      if (page.items.length !== page.total) bad++;
+      await yieldNow();
+    }
+  };
+  const running = [writer(0), writer(1), writer(2), reader()];
+  await new Promise((r) => setTimeout(r, 2000));
+  stop = true;
+  await Promise.all(running);
+  assert.ok(polls > 10, `only ${polls} reads`);
+  assert.equal(bad, 0, `${bad} of ${polls} pages disagreed with their total`);
+}
+
 for (const profile of ['sqlite', 'postgres'] as const) {
   describe(`node upsert (${profile})`, () => {
     let database: TestDatabase | undefined;
@@ -45,62 +77,25 @@ for (const profile of ['sqlite', 'postgres'] as const) {
       }
     });
 
-    it('a list page agrees with its total while nodes are created and deleted', { timeout: 30_000 }, async () => {
-      let stop = false;
-      let bad = 0;
-      let polls = 0;
-      const writer = async (w: number): Promise<void> => {
-        for (let i = 0; !stop; i++) {
+    it('a node list page agrees with its total while nodes are created and deleted', { timeout: 30_000 }, async () => {
+      await assertPagesAgree(
+        async (w, i) => {
           const ae = `LIST${w}_${i % 7}`;
           if (i % 2 === 0) await nodes.upsert(fields(ae, 104), { at: new Date() });
           else await nodes.delete(ae);
-          // SQLite runs on the event loop: let the reader and the timer in.
-          await new Promise((r) => setImmediate(r));
-        }
-      };
-      const reader = async (): Promise<void> => {
-        while (!stop) {
-          const page = await nodes.list({ limit: 1000, offset: 0 });
-          polls++;
-          if (page.items.length !== page.total) bad++;
-          await new Promise((r) => setImmediate(r));
-        }
-      };
-      const writers = [0, 1, 2].map((w) => writer(w));
-      const read = reader();
-      await new Promise((r) => setTimeout(r, 2000));
-      stop = true;
-      await Promise.all([...writers, read]);
-      assert.ok(polls > 10, `only ${polls} reads`);
-      assert.equal(bad, 0, `${bad} of ${polls} pages disagreed with their total`);
+        },
+        () => nodes.list({ limit: 1000, offset: 0 }),
+      );
     });
 
     it('a job list page filtered by state agrees with its total while jobs are created and started', { timeout: 30_000 }, async () => {
-      let stop = false;
-      let bad = 0;
-      let polls = 0;
-      const writer = async (): Promise<void> => {
-        while (!stop) {
+      await assertPagesAgree(
+        async () => {
           const job = await jobs.create({ kind: 'race', request: {} });
           await jobs.markRunning(job.id);
-          await new Promise((r) => setImmediate(r));
-        }
-      };
-      const reader = async (): Promise<void> => {
-        while (!stop) {
-          const page = await jobs.list({ states: ['pending'], kind: 'race', limit: 1000, offset: 0 });
-          polls++;
-          if (page.items.length !== page.total) bad++;
-          await new Promise((r) => setImmediate(r));
-        }
-      };
-      const writers = [writer(), writer(), writer()];
-      const read = reader();
-      await new Promise((r) => setTimeout(r, 2000));
-      stop = true;
-      await Promise.all([...writers, read]);
-      assert.ok(polls > 10, `only ${polls} reads`);
-      assert.equal(bad, 0, `${bad} of ${polls} pages disagreed with their total`);
+        },
+        () => jobs.list({ states: ['pending'], kind: 'race', limit: 1000, offset: 0 }),
+      );
     });
 
     it('tells created from updated, also at the same instant, and keeps created_at', async () => {
