@@ -420,6 +420,14 @@ function sequenceElement(items: DicomJsonDataset[]): DicomJsonElement {
  * Reads elements until `end` (defined-length item), an item delimiter (undefined-length item), or
  * at top level (`depth` 0) the end of input or Pixel Data.
  */
+/** Asks the driver once to admit a large header before retaining `n` more bytes would make it one. */
+function* admitBeforeRetaining(ctx: Context, n: number): Parser<void> {
+  if (ctx.gated && !ctx.admitted && ctx.retained + n > LARGE_HEADER_BYTES) {
+    ctx.admitted = true;
+    yield 'admit';
+  }
+}
+
 function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, depth: number, prefix: string, inherited: CharsetDecoder): Parser<DicomJsonDataset> {
   const ds: DicomJsonDataset = {};
   let cs = inherited;
@@ -487,18 +495,12 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
       } else if (h.length === 0) {
         ds[tag] = { vr };
       } else {
-        if (ctx.gated && !ctx.admitted && ctx.retained + h.length > LARGE_HEADER_BYTES) {
-          ctx.admitted = true;
-          yield 'admit';
-        }
+        yield* admitBeforeRetaining(ctx, h.length);
         ds[tag] = { vr, InlineBinary: inlineBinary(vr, tryRead(ctx, h.length) ?? (yield* read(ctx, h.length)), enc.le) };
       }
       continue;
     }
-    if (ctx.gated && !ctx.admitted && ctx.retained + h.length > LARGE_HEADER_BYTES) {
-      ctx.admitted = true;
-      yield 'admit';
-    }
+    yield* admitBeforeRetaining(ctx, h.length);
     const bytes = h.length === 0 ? EMPTY : (tryRead(ctx, h.length) ?? (yield* read(ctx, h.length)));
     const el: DicomJsonElement = { vr };
     let values: DicomJsonValue[] | undefined;

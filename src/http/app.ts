@@ -34,7 +34,17 @@ export interface HttpAppOptions {
   jobs: JobService;
   /** The DIMSE SCU behind POST /api/nodes/{ae}/echo|find|store (omitted: those routes are not served). */
   scu?: NodeScu;
+  /** STOW-RS body stall timeout (default STOW_STALL_MS; tests shorten it). */
+  stowStallMs?: number;
 }
+
+/**
+ * A STOW-RS body from which no byte arrives for this long, while pacsnode is waiting to read it,
+ * is abandoned (the connection destroyed, the part in flight fails and stores nothing): a client
+ * gone silent must not hold its request, nor a large-header permit (ADR 0021), forever. Time
+ * during which pacsnode itself does not read (storage behind, a permit awaited) does not count.
+ */
+export const STOW_STALL_MS = 60_000;
 
 export const DICOMWEB_ROOTS = ['/wado', '/dicom-web'] as const;
 
@@ -141,6 +151,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
       archive,
       baseUrl: { publicBaseUrl: server.public_base_url, trustProxy: server.trust_proxy },
       maxRequestBytes: server.max_request_bytes,
+      stowStallMs: opts.stowStallMs ?? STOW_STALL_MS,
     });
   }
   return app;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isAddressableUid } from '../dicom/uid.js';
+import { isValidUid, normalizeUid } from '../dicom/uid.js';
 
 /**
  * Schema pieces shared by the routes (zod, through fastify-type-provider-zod): they validate
@@ -9,11 +9,17 @@ import { isAddressableUid } from '../dicom/uid.js';
 /** Marks a validation issue that the error handler reports as INVALID_UID rather than INVALID_PARAMETER. */
 export const UID_ISSUE = 'INVALID_UID';
 
-/** A UID in a path: checked by the one validator of dicom/uid.ts (SPEC §3), documented by its pattern. */
+/**
+ * A UID in a path: checked by the one validator of dicom/uid.ts (SPEC §3: trailing NUL/space
+ * stripped, then 1–64 characters of [0-9.]), documented by its pattern, and handed on stripped —
+ * a padded UID names the stored one, and its NUL never reaches a database (PostgreSQL refuses
+ * U+0000 in text).
+ */
 export function uidParam(description: string) {
   return z
     .string()
-    .refine((v) => isAddressableUid(v), { message: 'not a valid UID', params: { errorCode: UID_ISSUE } })
+    .refine((v) => isValidUid(v), { message: 'not a valid UID', params: { errorCode: UID_ISSUE } })
+    .transform(normalizeUid)
     .meta({ description, pattern: '^[0-9]+(\\.[0-9]+)*$', maxLength: 64, example: '1.2.840.113619.2.55.3.604688119.969.1268071029.320' });
 }
 

@@ -438,7 +438,6 @@ export function getContexts(getSopClassUid: string, storage: readonly StorageCon
   return { contexts, roles: [...roles.values()] };
 }
 
-
 function sinkAnswer(outcome: GetSinkOutcome): { status: number; comment?: string } {
   if ('status' in outcome && typeof outcome.status === 'number') return { status: outcome.status, ...(outcome.errorComment ? { comment: outcome.errorComment } : {}) };
   const ingest = outcome as IngestOutcome;

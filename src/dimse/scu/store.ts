@@ -114,7 +114,6 @@ function pairKey(sopClassUid: string, ts: string): string {
   return `${sopClassUid}|${ts}`;
 }
 
-
 /** A file path as an item: File Meta read now, the bytes when sent. */
 async function fileItem(path: string): Promise<StoreItem> {
   const meta = await readFileMeta(path);

@@ -10,7 +10,7 @@ import { checkText, normaliseAeTitle, type NodeService } from '../../archive/nod
 import type { JsonObject } from '../../storage/jobs.js';
 import type { NodeRecord } from '../../storage/nodes.js';
 import { callContext } from '../request-context.js';
-import { normalizeUid, validateUid } from '../../dicom/uid.js';
+import { isAddressableUid } from '../../dicom/uid.js';
 import { errorResponses, UID_ISSUE } from '../schemas.js';
 import { jobJson, jobSchema } from './jobs.js';
 import type { DimseTarget, NodeScu } from './nodes.js';
@@ -105,7 +105,7 @@ export const jobDoneSchema = jobSchema.extend({ job_id: z.string() }).meta({ id:
 export function bodyUid(description: string) {
   return z
     .string()
-    .refine((v) => validateUid(v).ok && normalizeUid(v) === v, { message: 'not a valid UID', params: { errorCode: UID_ISSUE } })
+    .refine((v) => isAddressableUid(v), { message: 'not a valid UID', params: { errorCode: UID_ISSUE } })
     .meta({ description, pattern: '^[0-9]+(\\.[0-9]+)*$', maxLength: 64, example: '1.2.840.113619.2.55.3.604688119.969.1268071029.320' });
 }
 

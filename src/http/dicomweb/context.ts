@@ -8,6 +8,8 @@ export interface DicomwebDeps {
   baseUrl: BaseUrlSettings;
   /** 0 = none */
   maxRequestBytes: number;
+  /** STOW-RS: a request body that sends nothing this long while it is being read is abandoned. */
+  stowStallMs: number;
 }
 
 export interface DicomwebRouteOptions extends DicomwebDeps {

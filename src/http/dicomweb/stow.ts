@@ -37,10 +37,30 @@ class RequestLimitExceeded extends Error {
   }
 }
 
-/** Counts request bytes and fails the stream once the limit is crossed (SPEC §3: stops reading). */
-async function* limited(body: Readable, max: number, onExceeded: () => void): AsyncGenerator<Uint8Array> {
+class RequestStalled extends Error {
+  constructor(ms: number) {
+    super(`no request bytes for ${Math.round(ms / 1000)} s`);
+  }
+}
+
+/**
+ * Counts request bytes and fails the stream once the limit is crossed (SPEC §3: stops reading).
+ * While it waits for the client's next bytes (only then: not while pacsnode does not read), a
+ * silence of `stallMs` destroys the request (STOW_STALL_MS).
+ */
+async function* limited(body: Readable, max: number, stallMs: number, onExceeded: () => void): AsyncGenerator<Uint8Array> {
   let total = 0;
-  for await (const chunk of chunksOf(body)) {
+  const chunks = chunksOf(body)[Symbol.asyncIterator]();
+  for (;;) {
+    const stall = setTimeout(() => body.destroy(new RequestStalled(stallMs)), stallMs);
+    let next: IteratorResult<Uint8Array>;
+    try {
+      next = await chunks.next();
+    } finally {
+      clearTimeout(stall);
+    }
+    if (next.done === true) return;
+    const chunk = next.value;
     total += chunk.length;
     if (max > 0 && total > max) {
       // Pass on the bytes still under the limit: a part that ends before it is stored.
@@ -76,7 +96,7 @@ export function registerStow(app: FastifyInstance, opts: DicomwebRouteOptions): 
     }
     const raw = request.body as Readable;
     let overLimit = false;
-    const body = limited(raw, opts.maxRequestBytes, () => (overLimit = true));
+    const body = limited(raw, opts.maxRequestBytes, opts.stowStallMs, () => (overLimit = true));
     const ctx = callContext(request, 'dicomweb');
     // Outcomes in part order. The parts of one request overlap: the next part is read while the
     // previous one is made durable and committed (commits still in part order, via commitAfter).
@@ -128,7 +148,7 @@ export function registerStow(app: FastifyInstance, opts: DicomwebRouteOptions): 
           if (oldest) await oldest;
         }
       } catch (err) {
-        if (!(err instanceof MultipartError) && !(err instanceof RequestLimitExceeded)) {
+        if (!(err instanceof MultipartError) && !(err instanceof RequestLimitExceeded) && !(err instanceof RequestStalled)) {
           await Promise.allSettled(pending);
           throw err;
         }
@@ -139,7 +159,7 @@ export function registerStow(app: FastifyInstance, opts: DicomwebRouteOptions): 
     }
     const outcomes = await Promise.all(pending);
     if (parseError !== undefined) {
-      const err = parseError as MultipartError | RequestLimitExceeded;
+      const err = parseError as MultipartError | RequestLimitExceeded | RequestStalled;
       // The rest of the body is not read: this connection cannot carry another request.
       reply.header('connection', 'close');
       if (outcomes.length === 0 && !overLimit) {

@@ -16,14 +16,14 @@ export function readInSnapshot<T>(db: Db, dialect: Dialect, fn: (trx: Db) => Pro
   if (dialect.name === 'postgres') return db.transaction().setIsolationLevel('repeatable read').setAccessMode('read only').execute(fn);
   return db.connection().execute(async (conn) => {
     await sql`BEGIN`.execute(conn);
-    let result: T;
     try {
-      result = await fn(conn);
+      const result = await fn(conn);
+      await sql`COMMIT`.execute(conn);
+      return result;
     } catch (e) {
+      // Never leave the one connection inside a transaction (every later write would fail).
       await sql`ROLLBACK`.execute(conn).catch(() => undefined);
       throw e;
     }
-    await sql`COMMIT`.execute(conn);
-    return result;
   });
 }
