@@ -22,12 +22,13 @@ import { datasetElements, PATIENTS, SOP_CLASS } from '../helpers/corpus.js';
 const ctx: CallContext = { principal: ANONYMOUS, origin: { protocol: 'internal' } };
 
 /** An SC instance; `contourValues` adds a DS value of that many values (~2 bytes each) in a sequence item. */
-function instance(contourValues = 0): { bytes: Buffer; sopUid: string } {
+function instance(contourValues = 0, pixelBytes = 0): { bytes: Buffer; sopUid: string } {
   const sopUid = generateUid();
   const extra: WriteElement[] =
     contourValues > 0
       ? [{ tag: '30060039', vr: 'SQ', value: [[{ tag: '30060050', vr: 'DS', value: Array.from({ length: contourValues }, (_, i) => String(i % 10)) }]] }]
       : [];
+  if (pixelBytes > 0) extra.push({ tag: '7FE00010', vr: 'OB', value: Buffer.alloc(pixelBytes, 7) });
   const elements = datasetElements({
     patient: PATIENTS.doe,
     studyUid: generateUid(),
@@ -116,10 +117,20 @@ describe('archive.ingest: large headers at once', () => {
       });
       // Both reach the threshold and hold their permit.
       while (largeHeaders.held < LARGE_HEADER_PERMITS) await new Promise((r) => setTimeout(r, 10));
-      const next = instance(LARGE_HEADER_BYTES);
-      const waiting = archive.ingest(ctx, { body: chunks(next.bytes) });
+      // The waiting instance carries 16 MiB of pixel data after its large header: while it waits for
+      // a permit, its input stops after ~1 MiB queued (not the usual 8 MiB).
+      const next = instance(LARGE_HEADER_BYTES, 16 * 1024 * 1024);
+      let pulled = 0;
+      async function* counted(bytes: Buffer): AsyncGenerator<Uint8Array> {
+        for await (const c of chunks(bytes)) {
+          pulled += c.length;
+          yield c;
+        }
+      }
+      const waiting = archive.ingest(ctx, { body: counted(next.bytes) });
       assert.equal(await settledWithin(waiting, 1000), false, 'a large header ran beyond the permits');
       assert.equal(largeHeaders.waiting, 1);
+      assert.ok(pulled < 4 * 1024 * 1024, `read ${pulled} bytes of input while waiting for a permit`);
       // An ordinary instance is not held up meanwhile.
       const small = instance(100);
       const smallOutcome: IngestOutcome = await archive.ingest(ctx, { body: chunks(small.bytes) });
