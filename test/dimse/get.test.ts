@@ -15,7 +15,8 @@ import { EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE } from '../../src/dicom/
 import { generateUid } from '../../src/dicom/uids.js';
 import { encodeDataset, encodeFileMeta, writePart10 } from '../../src/dicom/writer.js';
 import { ALL_PERMITTED } from '../../src/dimse/acse/ae-filter.js';
-import { negotiate, type NegotiationPolicy } from '../../src/dimse/acse/negotiate.js';
+import { negotiate } from '../../src/dimse/acse/negotiate.js';
+import { policy as acsePolicy, rq as acseRq } from './acse/fixtures.js';
 import { PATIENT_ROOT_GET, PATIENT_ROOT_MOVE, STUDY_ROOT_GET, STUDY_ROOT_MOVE } from '../../src/dimse/acse/sop-classes.js';
 import { CommandField, encodeCommandSet, NO_DATA_SET } from '../../src/dimse/message/command.js';
 import { fragmentPdus } from '../../src/dimse/message/fragment.js';
@@ -394,16 +395,8 @@ describe('negotiation of Q/R MOVE and GET (SPEC §4)', () => {
   const IMPLICIT = IMPLICIT_VR_LE;
   const EXPLICIT = EXPLICIT_VR_LE;
   const CT = SOP_CLASS.CT;
-  const policy: NegotiationPolicy = { acceptAll: true, accepted: [], preferred: [], acceptUnknownSopClasses: true, maxPduLength: 65536 };
-  const rq = (contexts: [string, string[]][]): AssociateRq => ({
-    type: 'A-ASSOCIATE-RQ',
-    protocolVersion: 1,
-    calledAe: 'PACSNODE',
-    callingAe: 'SCU',
-    applicationContext: '1.2.840.10008.3.1.1.1',
-    presentationContexts: contexts.map(([abstractSyntax, transferSyntaxes], i) => ({ id: 2 * i + 1, abstractSyntax, transferSyntaxes })),
-    userInformation: { ...emptyUserInformation(), maxLength: 16384 },
-  });
+  const policy = acsePolicy;
+  const rq = (contexts: [string, string[]][]): AssociateRq => acseRq(contexts);
 
   it('accepts MOVE and GET of both models with Implicit/Explicit VR LE only', () => {
     const r = rq([[STUDY_ROOT_MOVE, [EXPLICIT_VR_BE, EXPLICIT]], [PATIENT_ROOT_MOVE, [IMPLICIT]], [STUDY_ROOT_GET, [EXPLICIT_VR_BE]], [PATIENT_ROOT_GET, [IMPLICIT, EXPLICIT]]]);

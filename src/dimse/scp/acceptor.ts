@@ -339,16 +339,7 @@ export class Acceptor {
 
   private async refuseDuplicate(msg: IncomingMessage): Promise<AsyncIterable<Response>> {
     msg.dataSet?.resume();
-    const req = msg.command;
-    const response: CommandSet = {
-      ...unrecognized(req),
-      ...(req.commandField === CommandField.C_STORE_RQ && req.affectedSopInstanceUid !== undefined ? { affectedSopInstanceUid: req.affectedSopInstanceUid } : {}),
-      status: Status.DUPLICATE_INVOCATION,
-      errorComment: 'Message ID in use by an operation still running',
-    };
-    return (async function* () {
-      yield { command: response };
-    })();
+    return single(refusal(msg.command, Status.DUPLICATE_INVOCATION, 'Message ID in use by an operation still running'));
   }
 
   /** A response from the peer: only the C-STORE-RSP of a C-GET sub-operation is expected. */
@@ -376,54 +367,51 @@ export class Acceptor {
 
   private async perform(ctx: OperationContext, msg: IncomingMessage, presentation: AcceptedContext, signals: RetrieveSignals): Promise<AsyncIterable<Response>> {
     const { command } = msg;
-    const one = (c: CommandSet): AsyncIterable<{ command: CommandSet }> => (async function* () {
-      yield { command: c };
-    })();
     switch (command.commandField) {
       case CommandField.C_ECHO_RQ:
         this.operations.echo++;
         // A C-ECHO-RQ has no data set (PS3.7 9.3.5); one sent anyway is read and discarded.
         msg.dataSet?.resume();
-        return one(handleEcho(command));
+        return single(handleEcho(command));
       case CommandField.C_STORE_RQ: {
         if (presentation.kind !== 'storage') break;
-        if (msg.dataSet === undefined) return one(withoutDataSet(command, 'no data set'));
+        if (msg.dataSet === undefined) return single(refusal(command, Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, 'no data set'));
         this.operations.store++;
         if (presentation.requestorScu === false) {
           // Accepted for the requestor's C-GET only (SCP role): it may not store here.
           msg.dataSet.resume();
           this.operations.storeFailed++;
-          return one(refusedStore(command));
+          return single(refusal(command, Status.NOT_AUTHORIZED, 'storage SCU role not accepted on this context'));
         }
         const r = await handleStore(this.deps.archive, ctx, command, msg.dataSet);
         if (r.response.status !== Status.SUCCESS) this.operations.storeFailed++;
         ctx.logger.debug({ callingAe: ctx.callingAe, sopInstanceUid: r.sopInstanceUid, status: r.response.status, bytes: r.bytes }, 'C-STORE');
-        return one(r.response);
+        return single(r.response);
       }
       case CommandField.C_FIND_RQ: {
         if (presentation.kind !== 'find' || this.deps.find === undefined) break;
-        if (msg.dataSet === undefined) return one(withoutDataSet(command, 'no identifier'));
+        if (msg.dataSet === undefined) return single(refusal(command, Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, 'no identifier'));
         this.operations.find++;
         const identifier = await collect(msg.dataSet, MAX_IDENTIFIER_LENGTH);
         return this.deps.find(ctx, command, identifier);
       }
       case CommandField.C_MOVE_RQ: {
         if (presentation.kind !== 'move' || this.deps.move === undefined) break;
-        if (msg.dataSet === undefined) return one(withoutDataSet(command, 'no identifier'));
+        if (msg.dataSet === undefined) return single(refusal(command, Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, 'no identifier'));
         this.operations.move++;
         const identifier = await collect(msg.dataSet, MAX_IDENTIFIER_LENGTH);
         return this.deps.move(ctx, command, identifier, signals);
       }
       case CommandField.C_GET_RQ: {
         if (presentation.kind !== 'get' || this.deps.get === undefined) break;
-        if (msg.dataSet === undefined) return one(withoutDataSet(command, 'no identifier'));
+        if (msg.dataSet === undefined) return single(refusal(command, Status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, 'no identifier'));
         this.operations.get++;
         const identifier = await collect(msg.dataSet, MAX_IDENTIFIER_LENGTH);
         return this.deps.get(ctx, command, identifier, this.getIo(signals));
       }
     }
     if (msg.dataSet) msg.dataSet.resume();
-    return one(unrecognized(command));
+    return single(refusal(command, Status.UNRECOGNIZED_OPERATION));
   }
 
   private async send(contextId: number, command: CommandSet, dataSet?: Buffer): Promise<void> {
@@ -580,43 +568,28 @@ export class Acceptor {
 }
 
 /** C-STORE-RSP 0124: the requestor was not accepted as storage SCU on this context. */
-function refusedStore(req: CommandSet): CommandSet {
-  return {
-    commandField: CommandField.C_STORE_RSP,
-    commandDataSetType: NO_DATA_SET,
-    ...(req.affectedSopClassUid !== undefined ? { affectedSopClassUid: req.affectedSopClassUid } : {}),
-    ...(req.affectedSopInstanceUid !== undefined ? { affectedSopInstanceUid: req.affectedSopInstanceUid } : {}),
-    ...(req.messageId !== undefined ? { messageIdBeingRespondedTo: req.messageId } : {}),
-    status: Status.NOT_AUTHORIZED,
-    errorComment: 'storage SCU role not accepted on this context',
-  };
-}
-
 /**
- * A C-STORE, C-FIND, C-MOVE or C-GET request whose Command Data Set Type announces no data set:
- * the operation is known but cannot be done without its data set or identifier (A900, PS3.4
- * B.2.3 and C.4), rather than 0211 "unrecognized operation".
+ * A single response to a request that is not performed, with its status (and Error Comment): e.g.
+ * A900 when a known operation came without its data set or identifier (PS3.4 B.2.3, C.4), 0211
+ * when the context does not support the operation at all.
  */
-function withoutDataSet(req: CommandSet, what: string): CommandSet {
+function refusal(req: CommandSet, status: number, errorComment?: string): CommandSet {
   return {
     commandField: (req.commandField | 0x8000) & 0xffff,
     commandDataSetType: NO_DATA_SET,
     ...(req.affectedSopClassUid !== undefined ? { affectedSopClassUid: req.affectedSopClassUid } : {}),
     ...(req.commandField === CommandField.C_STORE_RQ && req.affectedSopInstanceUid !== undefined ? { affectedSopInstanceUid: req.affectedSopInstanceUid } : {}),
     ...(req.messageId !== undefined ? { messageIdBeingRespondedTo: req.messageId } : {}),
-    status: Status.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
-    errorComment: what,
+    status,
+    ...(errorComment !== undefined ? { errorComment } : {}),
   };
 }
 
-function unrecognized(req: CommandSet): CommandSet {
-  return {
-    commandField: (req.commandField | 0x8000) & 0xffff,
-    commandDataSetType: 0x0101,
-    ...(req.affectedSopClassUid !== undefined ? { affectedSopClassUid: req.affectedSopClassUid } : {}),
-    ...(req.messageId !== undefined ? { messageIdBeingRespondedTo: req.messageId } : {}),
-    status: Status.UNRECOGNIZED_OPERATION,
-  };
+/** Responses of one message (the async iterable an operation answers with). */
+function single(command: CommandSet): AsyncIterable<Response> {
+  return (async function* () {
+    yield { command };
+  })();
 }
 
 async function collect(stream: AsyncIterable<Buffer>, max: number): Promise<Buffer> {

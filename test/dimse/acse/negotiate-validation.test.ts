@@ -4,34 +4,18 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ALL_PERMITTED, type Permissions } from '../../../src/dimse/acse/ae-filter.js';
-import { ALL_SERVICES, negotiate, type NegotiationPolicy } from '../../../src/dimse/acse/negotiate.js';
+import { ALL_SERVICES, negotiate } from '../../../src/dimse/acse/negotiate.js';
 import type { ServiceKind } from '../../../src/dimse/acse/sop-classes.js';
 import { encodePdu } from '../../../src/dimse/pdu/codec.js';
-import { AbortReason, PduError, emptyUserInformation, type AssociateAc, type AssociateRq, type RoleSelection } from '../../../src/dimse/pdu/types.js';
+import { AbortReason, PduError, type AssociateAc, type AssociateRq, type RoleSelection } from '../../../src/dimse/pdu/types.js';
+import { CT, EXPLICIT, FIND, IMPLICIT, policy, rq as baseRq } from './fixtures.js';
 
-const IMPLICIT = '1.2.840.10008.1.2';
-const EXPLICIT = '1.2.840.10008.1.2.1';
 const VERIFICATION = '1.2.840.10008.1.1';
-const CT = '1.2.840.10008.5.1.4.1.1.2';
 const MR = '1.2.840.10008.5.1.4.1.1.4';
-const FIND = '1.2.840.10008.5.1.4.1.2.2.1';
 const MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
 const GET = '1.2.840.10008.5.1.4.1.2.2.3';
 
-const policy: NegotiationPolicy = { acceptAll: true, accepted: [], preferred: [], acceptUnknownSopClasses: true, maxPduLength: 65536 };
-
-function rq(contexts: [string, string[]][], ui: Partial<AssociateRq['userInformation']> = {}): AssociateRq {
-  return {
-    type: 'A-ASSOCIATE-RQ',
-    protocolVersion: 1,
-    calledAe: 'PACSNODE',
-    callingAe: 'SCU',
-    applicationContext: '1.2.840.10008.3.1.1.1',
-    presentationContexts: contexts.map(([abstractSyntax, transferSyntaxes], i) => ({ id: 2 * i + 1, abstractSyntax, transferSyntaxes })),
-    userInformation: { ...emptyUserInformation(), maxLength: 16384, ...ui },
-  };
-}
-
+const rq = (contexts: [string, string[]][], ui: Partial<AssociateRq['userInformation']> = {}): AssociateRq => baseRq(contexts, {}, ui);
 const role = (sopClassUid: string, scuRole: boolean, scpRole: boolean): RoleSelection => ({ sopClassUid, scuRole, scpRole });
 const resultsOf = (ac: AssociateAc): number[] => ac.presentationContexts.map((c) => c.result);
 

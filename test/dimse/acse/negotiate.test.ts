@@ -2,29 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ALL_PERMITTED, admit } from '../../../src/dimse/acse/ae-filter.js';
 import { negotiate, type NegotiationPolicy } from '../../../src/dimse/acse/negotiate.js';
-import { emptyUserInformation, type AssociateRq } from '../../../src/dimse/pdu/types.js';
+import type { AssociateRq } from '../../../src/dimse/pdu/types.js';
+import { CT, EXPLICIT, FIND, IMPLICIT, policy, rq } from './fixtures.js';
 
-const IMPLICIT = '1.2.840.10008.1.2';
-const EXPLICIT = '1.2.840.10008.1.2.1';
 const BE = '1.2.840.10008.1.2.2';
 const JPEG = '1.2.840.10008.1.2.4.50';
-const CT = '1.2.840.10008.5.1.4.1.1.2';
-const FIND = '1.2.840.10008.5.1.4.1.2.2.1';
-
-const policy: NegotiationPolicy = { acceptAll: true, accepted: [], preferred: [], acceptUnknownSopClasses: true, maxPduLength: 65536 };
-
-function rq(contexts: [string, string[]][], extra: Partial<AssociateRq> = {}): AssociateRq {
-  return {
-    type: 'A-ASSOCIATE-RQ',
-    protocolVersion: 1,
-    calledAe: 'PACSNODE',
-    callingAe: 'SCU',
-    applicationContext: '1.2.840.10008.3.1.1.1',
-    presentationContexts: contexts.map(([abstractSyntax, transferSyntaxes], i) => ({ id: 2 * i + 1, abstractSyntax, transferSyntaxes })),
-    userInformation: { ...emptyUserInformation(), maxLength: 16384 },
-    ...extra,
-  };
-}
 
 const results = (r: AssociateRq, p: NegotiationPolicy = policy) => negotiate(r, p, ALL_PERMITTED).ac.presentationContexts.map((c) => [c.result, c.transferSyntax]);
 
