@@ -261,7 +261,7 @@ async function main(): Promise<void> {
 
   log(`DIMSE C-STORE (issue 4): storescu with ${plan.dimseInstances} CT instances (0.5 MB) to pacsnode and to DCMTK storescp, then ${DIMSE_SENDERS} senders with ${DIMSE_ECHOES} echoscu meanwhile, then ${DIMSE_SENDERS} senders again with in-process C-ECHO every ~100 ms`);
   results.dimse = await phase('DIMSE C-STORE', server, () =>
-    runDimse({ instances: plan.dimseInstances, senders: DIMSE_SENDERS, echoes: DIMSE_ECHOES, dicomPort: server.dicomPort, calledAe: 'PACSNODE', deadline, log }),
+    runDimse({ instances: plan.dimseInstances, senders: DIMSE_SENDERS, echoes: DIMSE_ECHOES, dicomPort: server.dicomPort, calledAe: 'PACSNODE', deadline, log, ...(production ? {} : { flushDir: server.dir }) }),
   );
   sample('DIMSE C-STORE');
 
@@ -389,6 +389,17 @@ function tableRows(r: Results, aims: (typeof AIMS)[Profile]): Row[] {
         unit: '×',
         digits: 2,
       },
+      ...(d.flushFloor
+        ? [
+            {
+              figure: `DIMSE C-STORE flushes per instance storescp does not make (file ${d.flushFloor.fileFsyncMs.toFixed(2)} + directory ${d.flushFloor.dirFsyncMs.toFixed(2)} + index log ${d.flushFloor.logFsyncMs.toFixed(2)} ms)`,
+              value: d.flushFloor.flushesMs,
+              unit: 'ms',
+              digits: 2,
+            },
+            { figure: `DIMSE C-STORE ratio ceiling with them (storescp ${d.flushFloor.storescpCycleMs.toFixed(2)} ms per instance)`, value: d.flushFloor.ceiling, unit: '×', digits: 2 },
+          ]
+        : []),
       { figure: `DIMSE C-STORE ${d.concurrent.senders} storescu senders (${d.concurrent.instances} instances)`, value: d.concurrent.instancesPerSecond, unit: 'inst/s' },
       { figure: `C-ECHO in-process (pacsnode SCU, every ~100 ms during ${d.concurrent.senders} senders of ${d.scuEcho.instances} more, n=${d.scuEcho.count}${d.scuEcho.failures > 0 ? `, ${d.scuEcho.failures} FAILED` : ''}) p50`, value: d.scuEcho.p50, unit: 'ms', digits: 1 },
       { figure: 'C-ECHO in-process during the senders p95', value: d.scuEcho.p95, unit: 'ms', digits: 1, ...aim('<', aims.echoP95) },

@@ -9,6 +9,7 @@
 // very large instance (runLargeInstance: 1 GiB, --quick 256 MiB) is stored, during which the
 // server's VmRSS is sampled every 50 ms.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -30,6 +31,11 @@ export interface DimseOptions {
   /** Absolute deadline (ms since epoch): every tool is bounded by it. */
   readonly deadline: number;
   readonly log: (text: string) => void;
+  /**
+   * A directory on the filesystem the server stores its blobs and index on (standalone): the
+   * flush floor is measured there. Absent (production: S3 and PostgreSQL): not measured.
+   */
+  readonly flushDir?: string;
 }
 
 export interface StoreRun {
@@ -59,6 +65,28 @@ export interface DimseFigures {
    * send another `instances` fresh instances (a second round, without echoscu).
    */
   readonly scuEcho: EchoFigures & { readonly instances: number };
+  readonly flushFloor?: FlushFloor;
+}
+
+/**
+ * The device flushes one stored instance needs in the standalone profile and storescp does not
+ * make, timed by themselves on the server's filesystem (synchronous calls in the bench process,
+ * medians): the fsync of a 0.5 MB file, the fsync of the directory it was renamed into (SPEC §6),
+ * and an fdatasync after appending 4 KiB to a log file (the index's WAL fsync, ADR 0009). They
+ * run one after another after an instance's last byte, so pacsnode's time per instance is at
+ * least storescp's plus their sum, and `ceiling` = storescp's time per instance (first pair) /
+ * (that + the sum) bounds the ratio on this machine even with no CPU spent at all.
+ */
+export interface FlushFloor {
+  readonly samples: number;
+  readonly createMs: number;
+  readonly fileFsyncMs: number;
+  readonly dirFsyncMs: number;
+  readonly logFsyncMs: number;
+  /** fileFsyncMs + dirFsyncMs + logFsyncMs. */
+  readonly flushesMs: number;
+  readonly storescpCycleMs: number;
+  readonly ceiling: number;
 }
 
 /** C-ECHO round trips (association open, C-ECHO, release) in milliseconds. */
@@ -71,6 +99,63 @@ export interface EchoFigures {
   readonly max: number;
   /** The first failure's message, if any. */
   readonly firstError?: string;
+}
+
+/** Instances' worth of flushes timed for the flush floor. */
+const FLUSH_FLOOR_SAMPLES = 60;
+const LOG_APPEND_BYTES = 4096;
+
+/**
+ * Times the flushes of FlushFloor in `dir` (a fresh subdirectory, left for the caller to remove
+ * with the server's directory: deleting files here would slow the server's next creates, see
+ * ADR 0019). Synchronous: nothing else runs in the bench process meanwhile.
+ */
+export function measureFlushFloor(dir: string, instanceBytes: number, storescpCycleMs: number, samples = FLUSH_FLOOR_SAMPLES): FlushFloor {
+  const base = path.join(dir, `flush-floor-${process.pid}-${Date.now()}`);
+  const tmp = path.join(base, 'tmp');
+  const final = path.join(base, 'final');
+  mkdirSync(tmp, { recursive: true });
+  mkdirSync(final);
+  const body = Buffer.alloc(instanceBytes, 0x5a);
+  const append = Buffer.alloc(LOG_APPEND_BYTES, 0x2a);
+  const create: number[] = [];
+  const file: number[] = [];
+  const dirSync: number[] = [];
+  const log: number[] = [];
+  const dirFd = openSync(final, 'r');
+  const logFd = openSync(path.join(base, 'log'), 'a');
+  try {
+    for (let i = 0; i < samples; i++) {
+      const from = path.join(tmp, `${i}.part`);
+      let t = nowMs();
+      const fd = openSync(from, 'wx');
+      create.push(nowMs() - t);
+      try {
+        writeSync(fd, body);
+        t = nowMs();
+        fsyncSync(fd);
+        file.push(nowMs() - t);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(from, path.join(final, `${i}.dcm`));
+      t = nowMs();
+      fsyncSync(dirFd);
+      dirSync.push(nowMs() - t);
+      writeSync(logFd, append);
+      t = nowMs();
+      fdatasyncSync(logFd);
+      log.push(nowMs() - t);
+    }
+  } finally {
+    closeSync(dirFd);
+    closeSync(logFd);
+  }
+  const fileFsyncMs = percentile(file, 0.5);
+  const dirFsyncMs = percentile(dirSync, 0.5);
+  const logFsyncMs = percentile(log, 0.5);
+  const flushesMs = fileFsyncMs + dirFsyncMs + logFsyncMs;
+  return { samples, createMs: percentile(create, 0.5), fileFsyncMs, dirFsyncMs, logFsyncMs, flushesMs, storescpCycleMs, ceiling: storescpCycleMs / (storescpCycleMs + flushesMs) };
 }
 
 /** Pairs of storescu runs (pacsnode, storescp) for the median ratio, the first included. */
@@ -224,6 +309,14 @@ function echoFigures(ms: readonly number[], failures: number, firstError: string
   };
 }
 
+export function formatFlushFloor(f: FlushFloor): string {
+  return (
+    `flushes per instance on the server's filesystem (medians of ${f.samples}): file fsync ${f.fileFsyncMs.toFixed(2)} ms, ` +
+    `directory fsync ${f.dirFsyncMs.toFixed(2)} ms, 4 KiB log fdatasync ${f.logFsyncMs.toFixed(2)} ms (file create ${f.createMs.toFixed(2)} ms); ` +
+    `storescp ${f.storescpCycleMs.toFixed(2)} ms per instance → ratio ceiling ${f.ceiling.toFixed(2)}`
+  );
+}
+
 export function formatEcho(e: EchoFigures): string {
   return `p50 ${e.p50.toFixed(1)} ms, p95 ${e.p95.toFixed(1)} ms, max ${e.max.toFixed(1)} ms (n=${e.count}${e.failures > 0 ? `, ${e.failures} failed: ${e.firstError ?? '?'}` : ''})`;
 }
@@ -323,6 +416,12 @@ export async function runDimse(o: DimseOptions): Promise<DimseFigures> {
     await rm(outDir, { recursive: true, force: true });
     o.log(`  storescu → storescp: ${reference.instancesPerSecond.toFixed(1)} instances/s, ${reference.megabytesPerSecond.toFixed(1)} MB/s`);
 
+    let flushFloor: FlushFloor | undefined;
+    if (o.flushDir !== undefined) {
+      flushFloor = measureFlushFloor(o.flushDir, Math.round(first.bytes / first.files.length), 1000 / reference.instancesPerSecond);
+      o.log(`  ${formatFlushFloor(flushFloor)}`);
+    }
+
     const ratioRounds = [ours.megabytesPerSecond / reference.megabytesPerSecond];
     for (let round = 1; round < RATIO_ROUNDS; round++) {
       const data = await writeDataset(path.join(dir, `r${round}`), o.instances, 10 + round);
@@ -394,7 +493,7 @@ export async function runDimse(o: DimseOptions): Promise<DimseFigures> {
     const scuEcho = { ...(await echoWhile(o.dicomPort, o.calledAe, o.deadline, () => storing3)), instances: third.files.length };
     await senders3;
     o.log(`  C-ECHO in-process during ${o.senders} senders of another ${third.files.length} instances: ${formatEcho(scuEcho)}`);
-    return { ours, storescp: reference, ratio: ours.megabytesPerSecond / reference.megabytesPerSecond, ratioRounds, concurrent, echo, scuEcho };
+    return { ours, storescp: reference, ratio: ours.megabytesPerSecond / reference.megabytesPerSecond, ratioRounds, concurrent, echo, scuEcho, ...(flushFloor ? { flushFloor } : {}) };
   } finally {
     killAllTools();
     await rm(dir, { recursive: true, force: true, maxRetries: 3 });
