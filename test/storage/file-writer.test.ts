@@ -72,7 +72,12 @@ describe('fileWriter', () => {
     const h = heldHandle();
     const w = fileWriter(h.fh);
     const chunks = [randomBytes(1000), randomBytes(2000), randomBytes(3000), randomBytes(4000), randomBytes(5000)];
-    for (const c of chunks) w.write(c);
+    // The first two arrive in ticks of their own, the rest together while both are in flight.
+    w.write(chunks[0]);
+    await new Promise((r) => setImmediate(r));
+    w.write(chunks[1]);
+    await new Promise((r) => setImmediate(r));
+    for (const c of chunks.slice(2)) w.write(c);
     w.end();
     await new Promise((r) => setImmediate(r));
     assert.equal(h.held.length, 2, 'two writes in flight at once');
@@ -84,6 +89,32 @@ describe('fileWriter', () => {
     await new Promise<void>((resolve, reject) => w.on('finish', resolve).on('error', reject));
     assert.deepEqual([...h.written.keys()].sort((a, b) => a - b), [0, 1000, 3000]);
     assert.deepEqual(fileOf(h.written), Buffer.concat(chunks));
+  });
+
+  it('chunks handed over in the same tick go out in one writev, the end included (a body buffered while the file was opened)', async () => {
+    const file = path.join(dir, 'one-writev.bin');
+    const fh = await open(file, 'w');
+    const writevs: number[] = [];
+    const writev = fh.writev.bind(fh);
+    Object.assign(fh, {
+      writev: (bufs: Buffer[], position: number) => {
+        writevs.push(bufs.length);
+        return writev(bufs, position);
+      },
+    });
+    const chunks = [randomBytes(360), randomBytes(65_374), ...Array.from({ length: 7 }, () => randomBytes(65_536)), randomBytes(1290)];
+    try {
+      const w = fileWriter(fh);
+      // pipe() hands a paused stream's buffered chunks over in one go, as the blob store's put does
+      const body = new Readable({ read() {} });
+      for (const c of chunks) body.push(c);
+      body.push(null);
+      await pipeline(body, w);
+    } finally {
+      await fh.close();
+    }
+    assert.deepEqual(writevs, [chunks.length], 'one writev holding every chunk');
+    assert.equal(sha(await readFile(file)), sha(Buffer.concat(chunks)));
   });
 
   it('applies backpressure: at most 4 MiB (plus the chunk that crossed it) outstanding', async () => {
@@ -198,6 +229,7 @@ describe('fileWriter', () => {
     const w = fileWriter(h.fh);
     for (let i = 0; i < 8; i++) w.write(randomBytes(1 << 20));
     const finished = new Promise((r) => w.end(r));
+    await new Promise((r) => setImmediate(r));
     while (h.held.length > 0 || syncs < 0) {
       for (const release of h.held.splice(0)) release();
       await new Promise((r) => setImmediate(r));

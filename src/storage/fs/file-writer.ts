@@ -9,9 +9,10 @@ const MAX_WRITES = 2;
 /**
  * A Writable onto an open FileHandle that leaves closing (and fsync) to the caller. Chunks are
  * accepted at once and written at their offsets by up to MAX_WRITES positional writes in flight,
- * each a writev of every chunk that arrived meanwhile: the file fills while the rest of the upload
- * is still being received (a serial writer issued one small write, then everything else after the
- * last byte), in a few system calls per instance rather than one per chunk. At most
+ * each a writev of every chunk that arrived meanwhile or in the same tick: the file fills while the
+ * rest of the upload is still being received (a serial writer issued one small write, then
+ * everything else after the last byte), in a few system calls per instance rather than one per
+ * chunk. At most
  * MAX_OUTSTANDING bytes wait or are being written; `final` and `destroy` wait for every write to
  * settle, so no write lands after the caller closes or removes the file.
  */
@@ -52,7 +53,10 @@ export function fileWriter(fh: FileHandle, options: FileWriterOptions = {}): Fil
   /** Called whenever a write settles (a writer waiting for room, or for the end). */
   let onSettled: (() => void) | undefined;
 
+  /** A pump is due at the end of this tick (see write()). */
+  let pumpDue = false;
   const pump = (): void => {
+    pumpDue = false;
     while (running < MAX_WRITES && queued.length > 0 && !failure) {
       const bufs = queued;
       queued = [];
@@ -108,7 +112,12 @@ export function fileWriter(fh: FileHandle, options: FileWriterOptions = {}): Fil
       queued.push(chunk);
       accepted += chunk.length;
       outstanding += chunk.length;
-      pump();
+      // Chunks handed over in one tick (a body that arrived while the file was being opened,
+      // flushed by pipe() in one go) go out in one writev: each write is a thread-pool round trip.
+      if (!pumpDue) {
+        pumpDue = true;
+        queueMicrotask(pump);
+      }
       if (outstanding <= MAX_OUTSTANDING) {
         callback();
         return;
@@ -121,6 +130,7 @@ export function fileWriter(fh: FileHandle, options: FileWriterOptions = {}): Fil
     },
     final(callback) {
       finishing = true;
+      pump();
       settledAll().then(
         () => callback(failure),
         (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
