@@ -182,7 +182,9 @@ function megabytes(bytes: number): string {
 /** One line, redrawn in place on a terminal. */
 function progressLine(p: StoreProgress, started: number): string {
   const width = 30;
-  const fraction = p.totalBytes !== undefined && p.totalBytes > 0 ? p.bytesSent / p.totalBytes : p.total > 0 ? (p.total - p.remaining) / p.total : 1;
+  // Bytes tell the progress within large instances; once every instance is done the bar is full
+  // (failed ones sent nothing, re-encoded ones other sizes).
+  const fraction = p.remaining === 0 ? 1 : p.totalBytes !== undefined && p.totalBytes > 0 ? p.bytesSent / p.totalBytes : p.total > 0 ? (p.total - p.remaining) / p.total : 1;
   const filled = Math.min(width, Math.round(fraction * width));
   const seconds = Math.max(0.001, (Date.now() - started) / 1000);
   const rate = megabytes(p.bytesSent / seconds);

@@ -12,7 +12,7 @@ import { expandPaths } from '../../src/cli/dimse.js';
 import type { DicomJsonDataset } from '../../src/dicom/types.js';
 import { createSqliteStores } from '../../src/storage/sqlite/sqlite-metadata-store.js';
 import { generateCorpus, PATIENTS, type Corpus } from '../helpers/corpus.js';
-import { AE, startDimse, type TestDimse } from '../dimse/helpers.js';
+import { AE, smallInstance, startDimse, type TestDimse } from '../dimse/helpers.js';
 import { freePort, startQrscp, startStorescp, type RunningPeer } from '../dimse/scu-peers.js';
 
 let base: string;
@@ -126,7 +126,7 @@ describe('pacsnode echo|store|find', () => {
     assert.equal(r.err, '', 'no progress bar without a terminal');
   });
 
-  it('store draws a progress bar on a terminal, lists failures and exits 1 when any failed', async () => {
+  it('store draws a progress bar on a terminal, full at the end, lists failures and exits 1 when any failed', async () => {
     const dir = path.join(base, 'mixed');
     await mkdir(path.join(dir, 'sub'), { recursive: true });
     await writeFile(path.join(dir, 'sub', 'notdicom.txt'), 'hello');
@@ -136,9 +136,31 @@ describe('pacsnode echo|store|find', () => {
     const r = await run(['store', '--host', '127.0.0.1', '--port', String(storescp.port), '--aec', storescp.aeTitle, dir], { stderrIsTTY: true });
     assert.equal(r.code, 1);
     assert.match(r.err, /\r\[#+\.*\] 2\/2 /);
+    // the last frame is full, the failed file (which sent nothing) included
+    const frames = r.err.split('\r').filter((f) => f.startsWith('['));
+    assert.match(frames.at(-1) ?? '', /^\[#{30}\] 2\/2 /, frames.join(' | '));
     assert.match(r.err, /failed: .*notdicom\.txt: not sent/);
     assert.match(r.out, /Sent 1 of 2 .*1 ok, 0 warnings, 1 failed/);
     assert.ok((await storescp.files()).some((f) => f.endsWith(file.sopUid)));
+  });
+
+  it('store fills the bar at the end when a large file the peer cannot take sent nothing', async () => {
+    const dir = path.join(base, 'bar');
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'a.dcm'), corpus.file('ct512').bytes);
+    // 2 MB of a SOP class storescp does not know: refused at negotiation, nothing of it sent
+    const refused = smallInstance({ sopClassUid: '1.2.826.0.1.3680043.9.7433.99.1', pixelBytes: 2 * 1024 * 1024 });
+    await writeFile(path.join(dir, 'b.dcm'), refused.bytes);
+    const plain = await startStorescp({ aeTitle: 'PLAINSCP' });
+    try {
+      const r = await run(['store', '--host', '127.0.0.1', '--port', String(plain.port), '--aec', 'PLAINSCP', dir], { stderrIsTTY: true });
+      assert.equal(r.code, 1);
+      assert.match(r.err, /b\.dcm: SOP class .* not accepted/);
+      const frames = r.err.split('\r').filter((f) => f.startsWith('['));
+      assert.match(frames.at(-1) ?? '', /^\[#{30}\] 2\/2 /, frames.join(' | '));
+    } finally {
+      await plain.stop();
+    }
   });
 
   it('expands paths in a stable order, skipping hidden entries', async () => {

@@ -13,6 +13,34 @@ import type { BlobStore } from '../../src/storage/blobs.js';
 import { createFsBlobStore } from '../../src/storage/fs/fs-blob-store.js';
 import type { MetadataStore } from '../../src/storage/metadata.js';
 import { createSqliteMetadataStore } from '../../src/storage/sqlite/sqlite-metadata-store.js';
+import { generateUid } from '../../src/dicom/uids.js';
+import { writePart10 } from '../../src/dicom/writer.js';
+import { datasetElements, PATIENTS, SOP_CLASS } from '../helpers/corpus.js';
+
+/**
+ * A small Part-10 instance of patient DOE in a study and series of its own: a 16×16 16-bit image
+ * (Secondary Capture unless told), `pixelBytes` of Pixel Data (OW; OB when the class is not SC).
+ */
+export function smallInstance(o: { transferSyntaxUid?: string; sopClassUid?: string; pixelBytes?: number; accessionNumber?: string } = {}): { bytes: Buffer; sopUid: string } {
+  const sopUid = generateUid();
+  const sopClassUid = o.sopClassUid ?? SOP_CLASS.SC;
+  const dataset = datasetElements({
+    patient: PATIENTS.doe,
+    studyUid: generateUid(),
+    seriesUid: generateUid(),
+    sopUid,
+    sopClassUid,
+    modality: 'OT',
+    studyDate: '20230101',
+    accessionNumber: o.accessionNumber ?? 'DIMSE',
+    studyDescription: 'dimse',
+    seriesNumber: 1,
+    instanceNumber: 1,
+    ...(sopClassUid === SOP_CLASS.SC ? { image: { rows: 16, cols: 16, bits: 16 } } : {}),
+    extra: [{ tag: '7FE00010', vr: sopClassUid === SOP_CLASS.SC ? 'OW' : 'OB', value: Buffer.alloc(o.pixelBytes ?? 512, 3) }],
+  });
+  return { bytes: writePart10({ dataset, transferSyntaxUid: o.transferSyntaxUid ?? '1.2.840.10008.1.2.1', sopClassUid, sopInstanceUid: sopUid }), sopUid };
+}
 
 export const AE = 'PACSNODE';
 

@@ -15,32 +15,16 @@ import { emptyUserInformation, type AssociateRq, type Pdu } from '../../src/dims
 import { UpperLayer } from '../../src/dimse/ul/association.js';
 import { DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE } from '../../src/dicom/transfer-syntax.js';
 import { generateUid } from '../../src/dicom/uids.js';
-import { encodeDataset, writePart10 } from '../../src/dicom/writer.js';
-import { datasetElements, generateCorpus, PATIENTS, SOP_CLASS, type Corpus } from '../helpers/corpus.js';
-import { AE, dcmtk, datasetOf, startDimse, type TestDimse } from './helpers.js';
+import { encodeDataset } from '../../src/dicom/writer.js';
+import { generateCorpus, SOP_CLASS, type Corpus } from '../helpers/corpus.js';
+import { AE, dcmtk, datasetOf, smallInstance, startDimse, type TestDimse } from './helpers.js';
 import { STUDY_ROOT_FIND } from '../../src/dimse/acse/sop-classes.js';
 import { createFindHandler } from '../../src/dimse/scp/find.js';
 
 const CTX = { principal: ANONYMOUS, origin: { protocol: 'internal' as const } };
 
 function instance(transferSyntaxUid: string): { bytes: Buffer; sopUid: string } {
-  const sopUid = generateUid();
-  const dataset = datasetElements({
-    patient: PATIENTS.doe,
-    studyUid: generateUid(),
-    seriesUid: generateUid(),
-    sopUid,
-    sopClassUid: SOP_CLASS.SC,
-    modality: 'OT',
-    studyDate: '20230101',
-    accessionNumber: 'DIMSE',
-    studyDescription: 'dimse',
-    seriesNumber: 1,
-    instanceNumber: 1,
-    image: { rows: 16, cols: 16, bits: 16 },
-    extra: [{ tag: '7FE00010', vr: 'OW', value: Buffer.alloc(512, 3) }],
-  });
-  return { bytes: writePart10({ dataset, transferSyntaxUid, sopClassUid: SOP_CLASS.SC, sopInstanceUid: sopUid }), sopUid };
+  return smallInstance({ transferSyntaxUid });
 }
 
 async function storedBytes(d: TestDimse, sopUid: string): Promise<{ ts: string; bytes: Buffer }> {

@@ -27,7 +27,7 @@ import {
 } from '../pdu/types.js';
 import { MAX_OTHER_PDU_LENGTH } from '../ul/framer.js';
 import { UpperLayer, type AbortIndication } from '../ul/association.js';
-import { ScuError } from './errors.js';
+import { logDetail, ScuError } from './errors.js';
 
 /** A remote application entity. */
 export interface ScuTarget {
@@ -415,11 +415,11 @@ export class ScuAssociation {
   private fail(err: ScuError, abort: boolean): void {
     if (this.failure) return;
     this.failure = err;
-    if (err.code !== 'ASSOCIATION_REJECTED' && this.endDetail === 'released') this.endDetail = err.message;
+    if (err.code !== 'ASSOCIATION_REJECTED' && this.endDetail === 'released') this.endDetail = logDetail(err);
     this.rejectWaiters();
-    this.assembler.close(err.message);
+    this.assembler.close(logDetail(err));
     if (abort) {
-      this.ul.abort(undefined, err.message);
+      this.ul.abort(undefined, logDetail(err));
       // Do not wait for the peer to close after our A-ABORT longer than needed.
       const t = setTimeout(() => this.ul.destroy(), Math.min(1000, this.options.timeoutMs));
       this.closedPromise.then(() => clearTimeout(t), () => {});

@@ -33,6 +33,18 @@ export class ScuError extends Error {
   }
 }
 
+/**
+ * The text of a failure for logs: never a peer's Error Comment (free text a peer may fill with
+ * the values it refused - a birth date, a name), only our own words, codes and the status.
+ */
+export function logDetail(err: unknown): string {
+  if (err instanceof ScuError && err.code === 'DIMSE_FAILURE') {
+    const status = err.details['status'];
+    return typeof status === 'number' ? `DIMSE failure status 0x${status.toString(16).padStart(4, '0')}` : 'DIMSE failure';
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
 export function isScuError(err: unknown): err is ScuError {
   return err instanceof ScuError;
 }

@@ -39,7 +39,7 @@ import { drainDataSet, part10Stream } from '../message/part10-stream.js';
 import { Status, storeOutcomeOf, storeStatus } from '../message/status.js';
 import type { PresentationContextRq, RoleSelection } from '../pdu/types.js';
 import type { ReceivedMessage, ScuAssociation, ScuTarget } from './association.js';
-import { ScuError } from './errors.js';
+import { logDetail, ScuError } from './errors.js';
 import { exchangeRetrieve, getSopClass, openForRetrieve, retrieveIdentifier, retrieveModel, type RetrieveDeps, type RetrieveOptions, type RetrieveRequest, type RetrieveResult } from './move.js';
 
 /** One instance the peer sends during C-GET. */
@@ -415,7 +415,7 @@ export async function planGetFromPeer(find: GetPlanFind, target: ScuTarget, requ
       }
     }
   } catch (err) {
-    return { classes: [], fallback: `C-FIND failed: ${err instanceof Error ? err.message : String(err)}` };
+    return { classes: [], fallback: `C-FIND failed: ${logDetail(err)}` };
   }
   const classes = [...found.entries()].map(([sopClassUid, c]) => ({ sopClassUid, instances: c.instances, ...(!c.unnamed ? { transferSyntaxes: [...c.syntaxes] } : {}) }));
   if (classes.length === 0) return { classes, fallback: 'the C-FIND matched no instance with a SOP Class UID' };
@@ -536,7 +536,7 @@ export async function getInstances(deps: RetrieveDeps, target: ScuTarget, reques
   } catch (err) {
     if (!assoc.closed) {
       if (err instanceof ScuError && err.code === 'DIMSE_FAILURE') await assoc.release();
-      else assoc.abort(err instanceof Error ? err.message : 'failed');
+      else assoc.abort(logDetail(err));
     }
     if (err instanceof ScuError) Object.assign(err.details, { received: totals.received });
     throw err;

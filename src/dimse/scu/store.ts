@@ -1,6 +1,11 @@
 /**
  * C-STORE SCU (PS3.4 B, PS3.7 9.1.1): Part-10 sources sent over one association (more when over
- * 128 presentation contexts are needed, or when a broken source forced an abort). Proposed per
+ * 128 presentation contexts are needed, when a broken source forced an abort, or when the peer
+ * closed the association between two instances). An association that fails during an instance
+ * because of the peer (no answer within the timeout, an A-ABORT, a dropped connection, a
+ * response we cannot take) ends the run: the instances not yet sent fail with that reason, as
+ * DCMTK's storescu and dcmqrscp do, instead of costing a new association and, from a peer that
+ * hangs, a whole timeout each. Proposed per
  * SOP class: the transfer syntax of each source alone, and {Explicit VR LE, Implicit VR LE}. An
  * instance goes out on a context that accepted its own syntax, its data set bytes exactly as they
  * follow the File Meta, streamed from the source. When only another native syntax was accepted,
@@ -17,7 +22,7 @@ import { CommandField, DATA_SET_PRESENT, Priority } from '../message/command.js'
 import { Status, storeOutcomeOf } from '../message/status.js';
 import type { PresentationContextRq } from '../pdu/types.js';
 import { ScuAssociation, type AcceptedPresentationContext, type ScuTarget } from './association.js';
-import { isScuError } from './errors.js';
+import { isScuError, logDetail } from './errors.js';
 import { fileSource, openPart10, readFileMeta } from './part10.js';
 
 /** An instance to send: its identity and a way to read its Part-10 bytes (File Meta included). */
@@ -29,7 +34,7 @@ export interface StoreItem {
   open(): Promise<AsyncIterable<Uint8Array>>;
   /** For reports (a file path); the SOP Instance UID otherwise. */
   label?: string;
-  /** Bytes, when known (progress). */
+  /** Bytes when known, for progress: ideally those of the data set (what `bytesSent` counts). */
   size?: number;
 }
 
@@ -117,7 +122,8 @@ function pairKey(sopClassUid: string, ts: string): string {
 /** A file path as an item: File Meta read now, the bytes when sent. */
 async function fileItem(path: string): Promise<StoreItem> {
   const meta = await readFileMeta(path);
-  const size = (await stat(path)).size;
+  // The data set's bytes, what bytesSent counts (the progress bar compares the two)
+  const size = Math.max(0, (await stat(path)).size - meta.datasetOffset);
   return { sopClassUid: meta.sopClassUid, sopInstanceUid: meta.sopInstanceUid, transferSyntaxUid: meta.transferSyntaxUid, label: path, size, open: async () => fileSource(path) };
 }
 
@@ -212,7 +218,16 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
   };
 
   let opened = false;
+  /** Why the run ended early (the peer failed during an instance): the rest is not sent. */
+  let ended: string | undefined;
+  const notSent = (rest: readonly Prepared[]): void => {
+    for (const p of rest) record({ label: p.label, outcome: 'failure', error: p.item ? `not sent: ${ended ?? 'the run ended'}` : (p.error ?? 'not sent'), bytes: 0 });
+  };
   for (const batch of batches(prepared)) {
+    if (ended !== undefined) {
+      notSent(batch);
+      continue;
+    }
     const items = batch.flatMap((p) => (p.item ? [p.item] : []));
     let assoc: ScuAssociation | undefined;
     const openAssoc = async (): Promise<ScuAssociation> => {
@@ -229,6 +244,8 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
       opened = true;
       return a;
     };
+    /** The instance at i is being sent again, on a new association. */
+    let retried = false;
     try {
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i] as Prepared;
@@ -247,8 +264,8 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
           } catch (err) {
             // Nothing could be sent at all: the caller gets the reason. Later: the rest fails with it.
             if (!opened || (isScuError(err) && err.code === 'CANCELLED')) throw err;
-            const message = err instanceof Error ? err.message : String(err);
-            for (const rest of batch.slice(i)) record({ label: rest.label, outcome: 'failure', error: message, bytes: 0 });
+            ended = logDetail(err);
+            notSent(batch.slice(i));
             assoc = undefined;
             break;
           }
@@ -256,11 +273,29 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
         const r = await sendOne(assoc, p.item, p.label, moveOriginator, (n) => {
           bytesSent += n;
         }, progress);
+        if (r === 'closed' && !retried) {
+          // The peer ended the association after the previous instance, before this one was sent
+          // (an SCP can only abort): this instance goes on a new one, once.
+          retried = true;
+          i--;
+          continue;
+        }
+        retried = false;
+        if (r === 'closed') {
+          ended = 'the peer closed a new association before its first instance';
+          notSent(batch.slice(i));
+          break;
+        }
         if (r === 'cancelled') {
           cancelled = true;
           break;
         }
-        record(r);
+        record(r.result);
+        if (r.peerFailure !== undefined) {
+          ended = `the association failed on an earlier instance: ${r.peerFailure}`;
+          notSent(batch.slice(i + 1));
+          break;
+        }
       }
     } catch (err) {
       if (isScuError(err) && err.code === 'CANCELLED') cancelled = true;
@@ -274,6 +309,16 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
     if (cancelled) break;
   }
   return { results, total: prepared.length, ...counts, bytesSent, durationMs: Date.now() - started, cancelled };
+}
+
+/** The source's chunks, with `onError` called when reading (or re-encoding) it fails. */
+async function* watchSource(source: AsyncIterable<Uint8Array>, onError: () => void): AsyncGenerator<Uint8Array, void, undefined> {
+  try {
+    yield* source;
+  } catch (err) {
+    onError();
+    throw err;
+  }
 }
 
 /** Whether data sets in `from` can go out on a context that accepted `to` (unchanged, or re-encoded). */
@@ -295,7 +340,11 @@ function contextForInstance(assoc: ScuAssociation, sopClassUid: string, ts: stri
   return undefined;
 }
 
-/** One C-STORE on an open association. Association-level trouble is reported as this instance's failure. */
+/**
+ * One C-STORE on an open association. Association-level trouble is reported as this instance's
+ * failure, and, unless our own source caused it, as `peerFailure` (why, for the log and the rest);
+ * 'closed' when the association had ended before anything of this instance was sent.
+ */
 async function sendOne(
   assoc: ScuAssociation,
   item: StoreItem,
@@ -303,14 +352,14 @@ async function sendOne(
   moveOriginator: StoreOptions['moveOriginator'],
   addBytes: (n: number) => void,
   progress: () => void,
-): Promise<StoreInstanceResult | 'cancelled'> {
+): Promise<{ result: StoreInstanceResult; peerFailure?: string } | 'cancelled' | 'closed'> {
   const base = { label, sopInstanceUid: item.sopInstanceUid, sopClassUid: item.sopClassUid, transferSyntaxUid: item.transferSyntaxUid };
   // Read File Meta before anything is sent: a source that cannot be read fails alone.
   let opened;
   try {
     opened = await openPart10(await item.open());
   } catch (err) {
-    return { ...base, outcome: 'failure', error: `not sent: ${err instanceof Error ? err.message : String(err)}`, bytes: 0 };
+    return { result: { ...base, outcome: 'failure', error: `not sent: ${err instanceof Error ? err.message : String(err)}`, bytes: 0 } };
   }
   const { meta } = opened;
   const ident = { ...base, sopInstanceUid: meta.sopInstanceUid, sopClassUid: meta.sopClassUid, transferSyntaxUid: meta.transferSyntaxUid };
@@ -321,11 +370,18 @@ async function sendOne(
     const error = anyContext
       ? `transfer syntax ${meta.transferSyntaxUid} not accepted (peer chose ${anyContext.transferSyntax}; no transcoding of compressed syntaxes)`
       : `SOP class ${meta.sopClassUid} not accepted by the peer`;
-    return { ...ident, outcome: 'failure', error, bytes: 0 };
+    return { result: { ...ident, outcome: 'failure', error, bytes: 0 } };
   }
   const reencoded = ctx.transferSyntax !== meta.transferSyntaxUid;
-  const dataSet = reencoded ? reencodeDataSet(opened.dataset, meta.transferSyntaxUid, ctx.transferSyntax) : opened.dataset;
+  let sourceFailed = false;
+  const dataSet = watchSource(reencoded ? reencodeDataSet(opened.dataset, meta.transferSyntaxUid, ctx.transferSyntax) : opened.dataset, () => {
+    sourceFailed = true;
+  });
   const sent = reencoded ? { sentTransferSyntaxUid: ctx.transferSyntax } : {};
+  if (assoc.closed) {
+    await opened.close().catch(() => {});
+    return 'closed';
+  }
   const messageId = assoc.nextMessageId();
   let bytes = 0;
   let sinceReport = 0;
@@ -351,15 +407,17 @@ async function sendOne(
     const rsp = await assoc.receive();
     if (rsp.command.commandField !== CommandField.C_STORE_RSP || rsp.command.messageIdBeingRespondedTo !== messageId) {
       assoc.abort('unexpected response');
-      return { ...ident, ...sent, outcome: 'failure', error: `unexpected response 0x${rsp.command.commandField.toString(16)} to C-STORE`, bytes };
+      const error = `unexpected response 0x${rsp.command.commandField.toString(16)} to C-STORE`;
+      return { result: { ...ident, ...sent, outcome: 'failure', error, bytes }, peerFailure: error };
     }
     const status = rsp.command.status ?? Status.PROCESSING_FAILURE;
     const result: StoreInstanceResult = { ...ident, ...sent, outcome: storeOutcomeOf(status), status, bytes };
     if (rsp.command.errorComment) result.error = rsp.command.errorComment;
-    return result;
+    return { result };
   } catch (err) {
     if (isScuError(err) && err.code === 'CANCELLED') return 'cancelled';
-    return { ...ident, ...sent, outcome: 'failure', error: err instanceof Error ? err.message : String(err), bytes };
+    const error = err instanceof Error ? err.message : String(err);
+    return { result: { ...ident, ...sent, outcome: 'failure', error, bytes }, ...(sourceFailed ? {} : { peerFailure: logDetail(err) }) };
   } finally {
     await opened.close().catch(() => {});
   }

@@ -11,6 +11,9 @@ import { AbortReason, AbortSource, type Abort, type AssociateAc, type AssociateR
 import { ACTIONS, PDU_EVENTS, actionFor, type Action, type Event, type State } from './fsm.js';
 import { PduFramer, type FramerEvent, type FramerLimits } from './framer.js';
 
+/** Idle time before TCP keepalive probes start on an association's socket. */
+export const KEEPALIVE_IDLE_MS = 60_000;
+
 /** A slice of a received PDV (see FramerEvent 'pdv'). */
 export interface PdvFragment {
   contextId: number;
@@ -220,6 +223,9 @@ export class UpperLayer {
   private bindSocket(socket: Socket): void {
     this.socket = socket;
     socket.setNoDelay(true);
+    // A peer whose host vanished (no FIN, no RST) is found by TCP itself, also while we wait
+    // without a timer (a C-MOVE SCU waiting for an SCP that need not send pending responses).
+    socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     socket.on('data', (chunk: Buffer) => {
       this.bytesIn += chunk.length;
       this.framer.push(chunk, (e) => this.onFrame(e));

@@ -1,0 +1,133 @@
+// A scriptable DICOM acceptor for SCU tests: it answers the A-ASSOCIATE-RQ as the script says
+// (by default: every context accepted with its first transfer syntax), reassembles DIMSE
+// messages from P-DATA-TF and hands them to the script, which may answer, stay silent or abort.
+// Built on the project's own PDU and command-set codecs; byte-level framing is its own, so that
+// a script can also misbehave below the DIMSE layer (socket.write raw bytes, destroy the socket).
+import { createServer, type Server, type Socket } from 'node:net';
+import { decodeCommandSet, encodeCommandSet, type CommandSet } from '../../src/dimse/message/command.js';
+import { fragmentPdus } from '../../src/dimse/message/fragment.js';
+import { decodePdu, encodePdu } from '../../src/dimse/pdu/codec.js';
+import { emptyUserInformation, type AssociateAc, type AssociateRq, type Pdu } from '../../src/dimse/pdu/types.js';
+
+const NO_DATA_SET = 0x0101;
+const PDATA_TF = 0x04;
+
+export interface PeerConnection {
+  readonly socket: Socket;
+  rq?: AssociateRq;
+  /** PDU types received, in order ('P-DATA-TF' for data). */
+  readonly received: string[];
+  send(pdu: Pdu): void;
+  sendMessage(contextId: number, command: CommandSet, dataSet?: Buffer): void;
+}
+
+export interface PeerScript {
+  /** The answer to the A-ASSOCIATE-RQ; 'silent': none. Default: acceptAll. */
+  onRequest?(rq: AssociateRq, c: PeerConnection): AssociateAc | Pdu | 'silent';
+  /** A whole DIMSE message (command, and data set when it has one). */
+  onMessage?(contextId: number, command: CommandSet, dataSet: Buffer | undefined, c: PeerConnection): void;
+}
+
+export interface ScriptedPeer {
+  readonly port: number;
+  readonly connections: PeerConnection[];
+  close(): Promise<void>;
+}
+
+/** Every proposed context accepted with its first transfer syntax. */
+export function acceptAll(rq: AssociateRq): AssociateAc {
+  const ui = emptyUserInformation();
+  ui.maxLength = 16384;
+  ui.implementationClassUid = '1.2.3.4.5';
+  return {
+    type: 'A-ASSOCIATE-AC',
+    protocolVersion: 1,
+    calledAe: rq.calledAe,
+    callingAe: rq.callingAe,
+    applicationContext: rq.applicationContext,
+    presentationContexts: rq.presentationContexts.map((pc) => ({ id: pc.id, result: 0 as const, transferSyntax: pc.transferSyntaxes[0] as string })),
+    userInformation: ui,
+  };
+}
+
+export async function startScriptedPeer(script: PeerScript = {}): Promise<ScriptedPeer> {
+  const connections: PeerConnection[] = [];
+  const server: Server = createServer((socket) => {
+    socket.setNoDelay(true);
+    socket.on('error', () => {});
+    let pending = Buffer.alloc(0);
+    const commandParts: Buffer[] = [];
+    const dataParts: Buffer[] = [];
+    let awaitingData: { contextId: number; command: CommandSet } | undefined;
+    const c: PeerConnection = {
+      socket,
+      received: [],
+      send(pdu) {
+        if (!socket.destroyed) socket.write(encodePdu(pdu));
+      },
+      sendMessage(contextId, command, dataSet) {
+        if (socket.destroyed) return;
+        for (const pdu of fragmentPdus(contextId, true, encodeCommandSet(command), 16384)) socket.write(pdu);
+        if (dataSet) for (const pdu of fragmentPdus(contextId, false, dataSet, 16384)) socket.write(pdu);
+      },
+    };
+    connections.push(c);
+    const onPData = (raw: Buffer): void => {
+      for (let o = 6; o + 6 <= raw.length; ) {
+        const length = raw.readUInt32BE(o);
+        const contextId = raw[o + 4] as number;
+        const header = raw[o + 5] as number;
+        const data = Buffer.from(raw.subarray(o + 6, o + 4 + length));
+        o += 4 + length;
+        const last = (header & 2) !== 0;
+        if ((header & 1) !== 0) {
+          commandParts.push(data);
+          if (!last) continue;
+          const command = decodeCommandSet(Buffer.concat(commandParts.splice(0)));
+          if (command.commandDataSetType === NO_DATA_SET) script.onMessage?.(contextId, command, undefined, c);
+          else awaitingData = { contextId, command };
+        } else {
+          dataParts.push(data);
+          if (!last || !awaitingData) continue;
+          const m = awaitingData;
+          awaitingData = undefined;
+          script.onMessage?.(m.contextId, m.command, Buffer.concat(dataParts.splice(0)), c);
+        }
+      }
+    };
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 6) {
+        const length = pending.readUInt32BE(2);
+        if (pending.length < 6 + length) break;
+        const raw = pending.subarray(0, 6 + length);
+        pending = pending.subarray(6 + length);
+        if (raw[0] === PDATA_TF) {
+          c.received.push('P-DATA-TF');
+          onPData(raw);
+          continue;
+        }
+        const pdu = decodePdu(Buffer.from(raw));
+        c.received.push(pdu.type);
+        if (pdu.type === 'A-ASSOCIATE-RQ') {
+          c.rq = pdu;
+          const answer = script.onRequest ? script.onRequest(pdu, c) : acceptAll(pdu);
+          if (answer !== 'silent') c.send(answer);
+        } else if (pdu.type === 'A-RELEASE-RQ') {
+          c.send({ type: 'A-RELEASE-RP' });
+        } else if (pdu.type === 'A-ABORT') {
+          socket.destroy();
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    connections,
+    async close() {
+      for (const c of connections) c.socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
