@@ -12,6 +12,14 @@ import { PduType } from '../pdu/types.js';
  */
 export const UNLIMITED_FRAGMENT_LENGTH = 1024 * 1024;
 
+/**
+ * The smallest Maximum Length Received (PS3.8 D.1) we work with, other than 0 (no limit): a peer
+ * announcing less (7 bytes makes one data byte per 13-byte PDU) would cost ~13 times the bytes on
+ * the wire and a system call per few bytes. As SCP such a request is rejected, as SCU such an
+ * answer fails the association (ADR 0023).
+ */
+export const MIN_PEER_MAX_LENGTH = 1024;
+
 /** The largest PDV data that fits a P-DATA-TF for a peer with this maximum length (capped, see above). */
 export function maxFragmentLength(peerMaxLength: number): number {
   if (peerMaxLength === 0) return UNLIMITED_FRAGMENT_LENGTH;
