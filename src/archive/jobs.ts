@@ -141,7 +141,10 @@ async function guard<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 function errorText(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
+  // Messages may quote a peer's text (a DIMSE Error Comment): no control characters (PostgreSQL
+  // refuses U+0000 in text, and the job could then not be finished), bounded in length.
+  // eslint-disable-next-line no-control-regex
+  const text = (err instanceof Error ? err.message : String(err)).replace(/[\u0000-\u001f\u007f]/g, ' ');
   return text.length > ERROR_MAX ? `${text.slice(0, ERROR_MAX - 1)}…` : text;
 }
 

@@ -34,6 +34,7 @@ import {
   MAX_STORAGE_CONTEXTS,
   NATIVE_TRANSFER_SYNTAXES,
   NON_IMAGE_STORAGE_SOP_CLASSES,
+  MAX_PLAN_MATCHES,
   planGetFromPeer,
   planGetStorageContexts,
   type GetPlanFind,
@@ -236,6 +237,37 @@ describe('C-GET storage contexts', () => {
       const { find } = fakeFind(() => [match(CT, JPEG_BASELINE), match(CT)]);
       const plan = await planGetFromPeer(find, TARGET, { level: 'SERIES', studyUid: '1.2', seriesUid: '1.3' });
       assert.deepEqual(compressedOf(plan.storageContexts ?? [], CT), COMPRESSED_TRANSFER_SYNTAXES);
+    });
+
+    it('stops at its bounds (matches, distinct classes) and falls back to the default list, the C-FIND cancelled', async () => {
+      /** A C-FIND that never ends on its own; `returned` says whether the plan stopped reading it (C-CANCEL). */
+      const endless = (next: (i: number) => DicomJsonDataset): { find: GetPlanFind; read: () => number; returned: () => boolean } => {
+        let read = 0;
+        let returned = false;
+        return {
+          read: () => read,
+          returned: () => returned,
+          find: () =>
+            (async function* () {
+              try {
+                for (;;) yield next(read++);
+              } finally {
+                returned = true;
+              }
+            })(),
+        };
+      };
+      const sameClass = endless(() => match(CT));
+      const a = await planGetFromPeer(sameClass.find, TARGET, { level: 'STUDY', studyUid: '1.2' });
+      assert.match(a.fallback ?? '', /more than 200000 matches/);
+      assert.equal(a.storageContexts, undefined);
+      assert.ok(sameClass.returned());
+      assert.ok(sameClass.read() <= MAX_PLAN_MATCHES + 1);
+      const newClasses = endless((i) => match(`1.2.826.0.1.3680043.9.7433.${i}`));
+      const b = await planGetFromPeer(newClasses.find, TARGET, { level: 'STUDY', studyUid: '1.2' });
+      assert.match(b.fallback ?? '', /more than 1000 SOP classes/);
+      assert.ok(newClasses.returned());
+      assert.ok(newClasses.read() <= 1001);
     });
 
     it('Patient Root keeps the Patient ID', async () => {

@@ -362,6 +362,18 @@ function uidValues(ds: DicomJsonDataset, tag: string): string[] {
  * rejects: a failed or empty C-FIND (or a peer without Q/R FIND) answers the fallback to the
  * default list.
  */
+/** Matches a C-GET plan reads at most (a whole patient of many studies); then the default list serves. */
+export const MAX_PLAN_MATCHES = 200_000;
+/** Distinct SOP classes a plan keeps (planGetStorageContexts then picks the contexts among them). */
+const MAX_PLAN_CLASSES = 1_000;
+/** Studies, or series of one study, the hierarchical walk of a plan visits at most. */
+const MAX_PLAN_WALK = 10_000;
+/** Transfer syntaxes kept per SOP class (a node naming more names nonsense). */
+const MAX_PLAN_SYNTAXES = 64;
+
+/** A plan stopped at one of its bounds: the C-FIND is cancelled and the default list serves. */
+class PlanLimit extends Error {}
+
 export async function planGetFromPeer(find: GetPlanFind, target: ScuTarget, request: RetrieveRequest, options: { signal?: AbortSignal; limit?: number } = {}): Promise<GetPlan> {
   const { signal } = options;
   const model = retrieveModel(request);
@@ -376,13 +388,16 @@ export async function planGetFromPeer(find: GetPlanFind, target: ScuTarget, requ
   let seen = 0;
   const tally = (ds: DicomJsonDataset): void => {
     seen++;
+    // The plan is only worth its bounds: past them the default list serves (PlanLimit, below).
+    if (seen > MAX_PLAN_MATCHES) throw new PlanLimit(`more than ${MAX_PLAN_MATCHES} matches`);
     const sop = uidValues(ds, SOP_CLASS_UID)[0];
     if (sop === undefined) return;
     const c = found.get(sop) ?? { instances: 0, syntaxes: new Set<string>(), unnamed: false };
+    if (!found.has(sop) && found.size >= MAX_PLAN_CLASSES) throw new PlanLimit(`more than ${MAX_PLAN_CLASSES} SOP classes`);
     c.instances++;
     const named = [...uidValues(ds, TRANSFER_SYNTAX_UID), ...uidValues(ds, AVAILABLE_TRANSFER_SYNTAX_UID)];
     if (named.length === 0) c.unnamed = true;
-    for (const ts of named) c.syntaxes.add(ts);
+    for (const ts of named) if (c.syntaxes.size < MAX_PLAN_SYNTAXES) c.syntaxes.add(ts);
     found.set(sop, c);
   };
   const query = async (level: RetrieveRequest['level'], queryKeys: Record<string, string | null>, returnKeys: string[], onMatch: (ds: DicomJsonDataset) => void): Promise<void> => {
@@ -396,6 +411,7 @@ export async function planGetFromPeer(find: GetPlanFind, target: ScuTarget, requ
     const uids = new Set<string>();
     await query(level, queryKeys, [keyword], (ds) => {
       for (const u of uidValues(ds, tag)) uids.add(u);
+      if (uids.size > MAX_PLAN_WALK) throw new PlanLimit(`more than ${MAX_PLAN_WALK} ${level === 'STUDY' ? 'studies' : 'series'} to walk`);
     });
     return [...uids];
   };
@@ -415,6 +431,7 @@ export async function planGetFromPeer(find: GetPlanFind, target: ScuTarget, requ
       }
     }
   } catch (err) {
+    if (err instanceof PlanLimit) return { classes: [], fallback: `the C-FIND found ${err.message}` };
     return { classes: [], fallback: `C-FIND failed: ${logDetail(err)}` };
   }
   const classes = [...found.entries()].map(([sopClassUid, c]) => ({ sopClassUid, instances: c.instances, ...(!c.unnamed ? { transferSyntaxes: [...c.syntaxes] } : {}) }));

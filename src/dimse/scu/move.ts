@@ -17,6 +17,7 @@ import { Status } from '../message/status.js';
 import { ScuAssociation, type ReceivedMessage, type ScuTarget } from './association.js';
 import { logDetail, ScuError } from './errors.js';
 import { decodeIdentifier } from './find.js';
+import { isAddressableUid } from '../../dicom/uid.js';
 
 export type RetrieveLevel = 'PATIENT' | 'STUDY' | 'SERIES' | 'IMAGE';
 export type RetrieveModel = 'study' | 'patient';
@@ -210,12 +211,22 @@ function countsOf(cmd: CommandSet): RetrieveCounts {
   };
 }
 
+/** Failed SOP Instance UIDs kept from one response (a C-MOVE/C-GET of a whole study holds a few thousand). */
+export const MAX_FAILED_UIDS = 100_000;
+
 function failedUidsOf(rsp: ReceivedMessage, transferSyntax: string): string[] {
   if (rsp.dataSet === undefined || rsp.dataSet.length === 0) return [];
   try {
     const ds = decodeIdentifier(rsp.dataSet, transferSyntax);
     const values = ds[FAILED_SOP_INSTANCE_UID_LIST]?.Value ?? [];
-    return values.filter((v): v is string => typeof v === 'string' && v !== '');
+    // The peer's list, as far as it names instances: UIDs only (no padding, no control
+    // characters, nothing PostgreSQL refuses), at most MAX_FAILED_UIDS of them.
+    const out: string[] = [];
+    for (const v of values) {
+      if (out.length >= MAX_FAILED_UIDS) break;
+      if (typeof v === 'string' && isAddressableUid(v)) out.push(v);
+    }
+    return out;
   } catch {
     // An unreadable identifier loses the list, not the result.
     return [];

@@ -194,17 +194,23 @@ function counters(c: NodeRetrieveCounts): { remaining?: number; completed: numbe
  * sets them and appends the failed UIDs. A failure status fails the job (after recording the counts
  * the node reported with it).
  */
-async function runRetrieve(run: JobRunContext, call: (onProgress: (p: NodeRetrieveCounts) => void) => Promise<NodeRetrieveResult>): Promise<void> {
-  const reports: Promise<void>[] = [];
+export async function runRetrieve(run: JobRunContext, call: (onProgress: (p: NodeRetrieveCounts) => void) => Promise<NodeRetrieveResult>): Promise<void> {
+  // Only the latest report is held (the job service writes them in order and coalesces them): a
+  // node may send pending responses for as long as it likes, one promise each would pile up.
+  let reported: Promise<void> = Promise.resolve();
+  let reportFailure: { err: unknown } | undefined;
   const onProgress = (p: NodeRetrieveCounts): void => {
-    reports.push(run.progress({ set: counters(p) }));
+    reported = run.progress({ set: counters(p) }).catch((err: unknown) => {
+      reportFailure ??= { err };
+    });
   };
   try {
     const r = await call(onProgress);
-    await Promise.all(reports);
+    await reported;
+    if (reportFailure) throw reportFailure.err;
     await run.progress({ set: counters(r), ...(r.failedUids.length > 0 ? { failedUids: r.failedUids } : {}) });
   } catch (err) {
-    await Promise.allSettled(reports);
+    await reported;
     const details = (err as { details?: Record<string, unknown> } | null)?.details;
     if (details && typeof details['completed'] === 'number') {
       const failedUids = Array.isArray(details['failedUids']) ? details['failedUids'].filter((u): u is string => typeof u === 'string') : [];

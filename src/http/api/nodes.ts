@@ -261,6 +261,12 @@ function scuErrorCode(err: unknown): string | undefined {
 }
 
 /** An SCU failure: the caller's (400) or the node's (502). ArchiveErrors go to the error handler. */
+/**
+ * The DICOM JSON a synchronous C-FIND may collect before it answers: the route holds every match
+ * until it answers (~10,000 ordinary study matches with a dozen attributes take ~5 MiB).
+ */
+export const FIND_RESPONSE_MAX_BYTES = 32 * 1024 * 1024;
+
 function sendDimseError(reply: FastifyReply, err: unknown, code: string, ae: string): FastifyReply {
   if (err instanceof ArchiveError) throw err;
   const reason = scuErrorCode(err);
@@ -350,8 +356,19 @@ function registerNodeActionRoutes(app: FastifyInstance, deps: ActionDeps): void 
     const b = request.body;
     checkFindKeys(b.keys, b.includefield);
     const out: DicomJsonDataset[] = [];
+    // `limit` counts matches, not bytes: a node may answer with identifiers of megabytes each
+    let bytes = 0;
     try {
       for await (const ds of scu.find(targetOf(node), { level: b.level, model: b.model, keys: b.keys, returnKeys: b.includefield })) {
+        bytes += JSON.stringify(ds).length;
+        if (bytes > FIND_RESPONSE_MAX_BYTES) {
+          // Leaving the loop sends C-CANCEL and releases the association.
+          return sendError(reply, 502, 'DIMSE_FIND_FAILED', `the matches from ${node.aeTitle} exceed ${FIND_RESPONSE_MAX_BYTES / (1024 * 1024)} MiB of DICOM JSON after ${out.length}: narrow the query, ask for fewer attributes or a lower limit`, {
+            ae_title: node.aeTitle,
+            reason: 'RESPONSE_TOO_LARGE',
+            matches: out.length,
+          });
+        }
         out.push(ds);
         if (out.length >= b.limit) break;
       }
