@@ -2,6 +2,8 @@
  * Outgoing messages as P-DATA-TF PDUs within the peer's Maximum Length Received (PS3.8 D.1):
  * one PDV per PDU, each PDU ready for one socket write.
  */
+import { performance } from 'node:perf_hooks';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { PDU_HEADER_LENGTH, PDV_HEADER_LENGTH, encodeSinglePdv } from '../pdu/codec.js';
 import { PduType } from '../pdu/types.js';
 
@@ -19,6 +21,51 @@ export const UNLIMITED_FRAGMENT_LENGTH = 1024 * 1024;
  * answer fails the association (ADR 0023).
  */
 export const MIN_PEER_MAX_LENGTH = 1024;
+
+/**
+ * How long a send loop may run without giving the event loop a turn (ADR 0023). A socket that
+ * takes every write (a peer reading promptly) never makes a send wait, so without this a large
+ * data set in small PDUs would go out in one unbroken chain of microtasks: timers, HTTP and the
+ * other associations would wait for its last byte.
+ */
+export const SEND_TIME_SLICE_MS = 4;
+
+/** PDUs between two looks at the clock: one performance.now() per 16 PDUs keeps the fast path cheap. */
+const PDUS_PER_CLOCK_CHECK = 16;
+
+/**
+ * Time slicing for a loop that sends PDUs: `pdu()` after each PDU sent returns, once the loop ran
+ * for SEND_TIME_SLICE_MS since its start or its last pause, a promise that resolves on the next
+ * turn of the event loop (setImmediate: pending I/O and timers run first); else undefined, with
+ * nothing to await. Time spent waiting for the socket (backpressure) counts as running: at worst
+ * one needless pause follows such a wait.
+ */
+export class SendTimeSlice {
+  private count = 0;
+  private since = performance.now();
+
+  pdu(): Promise<void> | undefined {
+    if (++this.count < PDUS_PER_CLOCK_CHECK) return undefined;
+    this.count = 0;
+    if (performance.now() - this.since < SEND_TIME_SLICE_MS) return undefined;
+    return nextTurn().then(() => {
+      this.since = performance.now();
+    });
+  }
+}
+
+/**
+ * Sends PDUs one by one through `send` (awaited: backpressure), giving the event loop a turn
+ * whenever the loop ran for a time slice (SendTimeSlice); `slice` may be shared by several calls
+ * that make one message.
+ */
+export async function sendPdus(pdus: Iterable<Buffer>, send: (pdu: Buffer) => Promise<void>, slice = new SendTimeSlice()): Promise<void> {
+  for (const pdu of pdus) {
+    await send(pdu);
+    const pause = slice.pdu();
+    if (pause !== undefined) await pause;
+  }
+}
 
 /** The largest PDV data that fits a P-DATA-TF for a peer with this maximum length (capped, see above). */
 export function maxFragmentLength(peerMaxLength: number): number {
@@ -43,7 +90,9 @@ export function* fragmentPdus(contextId: number, command: boolean, data: Uint8Ar
  * A data set from its source into P-DATA-TF PDUs of one PDV each, at most the peer's maximum length,
  * the last one marked so; each PDU is built in place around the copied bytes (one write) and handed
  * to `send`, which is awaited before more of the source is read (backpressure). `check` runs before
- * each PDU is started (throw to stop). Resolves with the number of data set bytes sent.
+ * each PDU is started (throw to stop). The event loop gets a turn whenever the loop ran for a time
+ * slice (SendTimeSlice), however promptly the socket takes the PDUs. Resolves with the number of
+ * data set bytes sent.
  */
 export async function sendDataSetPdus(
   contextId: number,
@@ -57,6 +106,7 @@ export async function sendDataSetPdus(
   let total = 0;
   let pdu: Buffer | undefined;
   let fill = 0;
+  const slice = new SendTimeSlice();
   const flush = async (last: boolean): Promise<void> => {
     const out = (pdu ?? Buffer.allocUnsafe(headerLength)).subarray(0, headerLength + fill);
     out.writeUInt8(PduType.P_DATA_TF, 0);
@@ -70,6 +120,8 @@ export async function sendDataSetPdus(
     fill = 0;
     await send(out, n);
     total += n;
+    const pause = slice.pdu();
+    if (pause !== undefined) await pause;
   };
   const push = async (chunk: Uint8Array): Promise<void> => {
     let o = 0;

@@ -15,7 +15,7 @@ import type { ServiceKind } from '../acse/sop-classes.js';
 import { negotiate, type AcceptedContext, type NegotiationPolicy, type Negotiated } from '../acse/negotiate.js';
 import { MessageAssembler, type IncomingMessage } from '../message/assembler.js';
 import { CommandField, NO_DATA_SET, encodeCommandSet, type CommandSet } from '../message/command.js';
-import { fragmentPdus, sendDataSetPdus } from '../message/fragment.js';
+import { SendTimeSlice, fragmentPdus, sendDataSetPdus, sendPdus } from '../message/fragment.js';
 import { Status } from '../message/status.js';
 import { AbortReason, AbortSource, type AssociateRq } from '../pdu/types.js';
 import { UpperLayer, type AbortIndication } from '../ul/association.js';
@@ -416,8 +416,11 @@ export class Acceptor {
 
   private async send(contextId: number, command: CommandSet, dataSet?: Buffer): Promise<void> {
     const max = this.negotiated?.peerMaxLength ?? 0;
-    for (const pdu of fragmentPdus(contextId, true, encodeCommandSet(command), max)) await this.ul.sendPData(pdu);
-    if (dataSet !== undefined) for (const pdu of fragmentPdus(contextId, false, dataSet, max)) await this.ul.sendPData(pdu);
+    // One time slice for the whole message: the event loop gets a turn during a long one (ADR 0023).
+    const slice = new SendTimeSlice();
+    const sendPData = (pdu: Buffer): Promise<void> => this.ul.sendPData(pdu);
+    await sendPdus(fragmentPdus(contextId, true, encodeCommandSet(command), max), sendPData, slice);
+    if (dataSet !== undefined) await sendPdus(fragmentPdus(contextId, false, dataSet, max), sendPData, slice);
   }
 
   /** What a C-GET handler may do on this association: send C-STORE-RQs on the storage contexts the requestor serves. */
