@@ -2,7 +2,8 @@
 // (by default: every context accepted with its first transfer syntax), reassembles DIMSE
 // messages from P-DATA-TF and hands them to the script, which may answer, stay silent or abort.
 // Built on the project's own PDU and command-set codecs; byte-level framing is its own, so that
-// a script can also misbehave below the DIMSE layer (socket.write raw bytes, destroy the socket).
+// a script can also misbehave below the DIMSE layer (socket.write raw bytes, destroy the socket,
+// socket.pause() to stop reading what the SCU sends).
 import { createServer, type Server, type Socket } from 'node:net';
 import { decodeCommandSet, encodeCommandSet, type CommandSet } from '../../src/dimse/message/command.js';
 import { fragmentPdus } from '../../src/dimse/message/fragment.js';
@@ -21,9 +22,21 @@ export interface PeerConnection {
   sendMessage(contextId: number, command: CommandSet, dataSet?: Buffer): void;
 }
 
+/** A DIMSE message as P-DATA-TF PDUs (max length 16384), for scripts writing at their own pace. */
+export function messageBytes(contextId: number, command: CommandSet, dataSet?: Buffer): Buffer {
+  const pdus = [...fragmentPdus(contextId, true, encodeCommandSet(command), 16384)];
+  if (dataSet) pdus.push(...fragmentPdus(contextId, false, dataSet, 16384));
+  return Buffer.concat(pdus);
+}
+
 export interface PeerScript {
   /** The answer to the A-ASSOCIATE-RQ; 'silent': none. Default: acceptAll. */
   onRequest?(rq: AssociateRq, c: PeerConnection): AssociateAc | Pdu | 'silent';
+  /**
+   * A command set, as soon as it is complete (before its data set, if one follows); onMessage
+   * still follows once the message is whole.
+   */
+  onCommand?(contextId: number, command: CommandSet, c: PeerConnection): void;
   /** A whole DIMSE message (command, and data set when it has one). */
   onMessage?(contextId: number, command: CommandSet, dataSet: Buffer | undefined, c: PeerConnection): void;
 }
@@ -34,10 +47,10 @@ export interface ScriptedPeer {
   close(): Promise<void>;
 }
 
-/** Every proposed context accepted with its first transfer syntax. */
-export function acceptAll(rq: AssociateRq): AssociateAc {
+/** Every proposed context accepted with its first transfer syntax; `maxLength` announced (default 16384). */
+export function acceptAll(rq: AssociateRq, options: { maxLength?: number } = {}): AssociateAc {
   const ui = emptyUserInformation();
-  ui.maxLength = 16384;
+  ui.maxLength = options.maxLength ?? 16384;
   ui.implementationClassUid = '1.2.3.4.5';
   return {
     type: 'A-ASSOCIATE-AC',
@@ -84,6 +97,7 @@ export async function startScriptedPeer(script: PeerScript = {}): Promise<Script
           commandParts.push(data);
           if (!last) continue;
           const command = decodeCommandSet(Buffer.concat(commandParts.splice(0)));
+          script.onCommand?.(contextId, command, c);
           if (command.commandDataSetType === NO_DATA_SET) script.onMessage?.(contextId, command, undefined, c);
           else awaitingData = { contextId, command };
         } else {

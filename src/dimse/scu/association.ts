@@ -7,14 +7,27 @@
  * set as a stream, read at the consumer's pace (the socket pauses while it is behind). Every wait
  * is bounded by the DIMSE timeout: an association on which nothing moves for that long while an
  * operation is outstanding is aborted.
+ *
+ * What the peer may make us do is bounded too:
+ * - Time: while we send, only our own progress counts (a PDU the socket took). A peer that stops
+ *   reading our data set cannot keep the association alive by sending us small messages meanwhile;
+ *   the UpperLayer's send timeout (the same DIMSE timeout) backs this up.
+ * - Memory: received messages nobody has taken yet wait in a queue of at most MAX_QUEUED_MESSAGES
+ *   (plus what one socket read already held); at that length we stop reading the socket, and TCP
+ *   stops the peer. A request from the peer is only legitimate where we offered the SCP role (the
+ *   C-STOREs of a C-GET): any other fails the association the moment it arrives.
+ * - Negotiation (PS3.8 9.3.3.2, D.1): a context accepted with a transfer syntax we did not propose
+ *   for it counts as not accepted; a Maximum Length Received below MIN_PEER_MAX_LENGTH (other than
+ *   0, no limit) fails the association; a message on a context that was not accepted is a
+ *   protocol error.
  */
 import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../../archive/context.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from '../../dicom/uids.js';
 import { MessageAssembler } from '../message/assembler.js';
-import { encodeCommandSet, type CommandSet } from '../message/command.js';
-import { fragmentPdus, sendDataSetPdus } from '../message/fragment.js';
+import { CommandField, encodeCommandSet, type CommandSet } from '../message/command.js';
+import { MIN_PEER_MAX_LENGTH, fragmentPdus, sendDataSetPdus } from '../message/fragment.js';
 import {
   DICOM_APPLICATION_CONTEXT,
   PresentationResult,
@@ -26,7 +39,7 @@ import {
   type RoleSelection,
 } from '../pdu/types.js';
 import { MAX_OTHER_PDU_LENGTH } from '../ul/framer.js';
-import { UpperLayer, type AbortIndication } from '../ul/association.js';
+import { SendTimeoutError, UpperLayer, type AbortIndication } from '../ul/association.js';
 import { logDetail, ScuError } from './errors.js';
 
 /** A remote application entity. */
@@ -78,6 +91,12 @@ export function isRequest(command: CommandSet): boolean {
 /** A response data set (a C-FIND identifier) larger than this aborts the association. */
 export const MAX_RESPONSE_DATA_SET = 16 * 1024 * 1024;
 
+/**
+ * Received messages waiting for receive() beyond this many stop the reading of the socket until the
+ * consumer has taken half of them (a C-FIND consumer slower than the peer, a peer flooding us).
+ */
+export const MAX_QUEUED_MESSAGES = 8;
+
 /** A slot per received message, in arrival order: resolved once its data set (if any) is complete. */
 type Slot = Promise<ReceivedMessage>;
 
@@ -93,7 +112,14 @@ export class ScuAssociation {
   private failure: ScuError | undefined;
   private messageId = 0;
   private sending = 0;
-  private lastActivity = Date.now();
+  /** When our own sending last made progress (a send began, or the socket took a PDU). */
+  private lastSent = Date.now();
+  /** When the peer last sent us something, or a wait for it began. */
+  private lastReceived = Date.now();
+  /** The socket is paused because the consumer of a request's data set is behind (assembler). */
+  private assemblerPaused = false;
+  /** The socket is paused because MAX_QUEUED_MESSAGES messages wait for receive(). */
+  private backlogPaused = false;
   private readonly watchdog: NodeJS.Timeout;
   private readonly started = Date.now();
   private operations = 0;
@@ -111,17 +137,31 @@ export class ScuAssociation {
     this.assembler = new MessageAssembler({
       message: (msg) => this.onMessage(msg.contextId, msg.command, msg.dataSet),
       error: (detail) => this.fail(new ScuError('PROTOCOL_ERROR', `invalid message from ${options.target.calledAe}: ${detail}`), true),
-      pause: () => this.ul.pause(),
-      resume: () => this.ul.resume(),
+      pause: () => {
+        this.assemblerPaused = true;
+        this.flow();
+      },
+      resume: () => {
+        this.assemblerPaused = false;
+        this.flow();
+      },
     });
     this.ul = new UpperLayer({
       role: 'requestor',
       artimMs: options.timeoutMs,
+      // A P-DATA write the peer does not take within the DIMSE timeout ends the association.
+      sendTimeoutMs: options.timeoutMs,
       limits: { maxPDataLength: options.maxPduLength, maxOtherLength: MAX_OTHER_PDU_LENGTH },
       user: {
         associateConfirm: (pdu) => this.onConfirm(pdu),
         pData: (f) => {
-          this.lastActivity = Date.now();
+          if (this.failure) return;
+          // PS3.7 9.1: a message on a context that was not accepted is a protocol error.
+          if (!this.accepted.has(f.contextId)) {
+            this.fail(new ScuError('PROTOCOL_ERROR', `${options.target.calledAe} sent a message on presentation context ${f.contextId}, which was not accepted`), true);
+            return;
+          }
+          this.lastReceived = Date.now();
           this.assembler.fragment(f);
         },
         releaseIndication: () => this.ul.releaseResponse(),
@@ -159,7 +199,7 @@ export class ScuAssociation {
       presentationContexts: [...options.contexts],
       userInformation: ui,
     };
-    a.sending++; // negotiation counts as an outstanding operation for the watchdog
+    a.sending++; // negotiation counts as an outstanding operation for the watchdog (bounded since the start)
     a.ul.associate(rq, () => {
       const socket: Socket = connect({ host: options.target.host, port: options.target.port });
       socket.once('error', (err) => (a.socketError = err));
@@ -198,7 +238,7 @@ export class ScuAssociation {
     this.operations++;
     await this.serialized(() =>
       this.guardedSend(async () => {
-        for (const pdu of fragmentPdus(contextId, true, encodeCommandSet(command), this.peerMaxLength)) await this.ul.sendPData(pdu);
+        for (const pdu of fragmentPdus(contextId, true, encodeCommandSet(command), this.peerMaxLength)) await this.writePdu(pdu);
       }),
     );
   }
@@ -216,8 +256,7 @@ export class ScuAssociation {
           source,
           this.peerMaxLength,
           async (pdu, n) => {
-            await this.ul.sendPData(pdu);
-            this.lastActivity = Date.now();
+            await this.writePdu(pdu);
             onBytes?.(n);
           },
           () => this.throwIfFailed(),
@@ -232,12 +271,22 @@ export class ScuAssociation {
    * `untimed`: the peer may rightly stay silent for longer than the DIMSE timeout meanwhile (a
    * C-MOVE SCP working on its sub-operations need not send pending responses, PS3.4 C.4.2.3.1):
    * this wait alone does not make the association idle.
+   * After a failure of ours (timeout, cancel, protocol error, our abort) the messages still queued
+   * are dropped: this rejects at once. When the peer ended the association (A-ABORT, closed
+   * connection) the messages that arrived whole before are still handed over (a final response
+   * followed at once by the peer's close is an answer); there are at most MAX_QUEUED_MESSAGES.
    */
   async receive(options: { untimed?: boolean } = {}): Promise<ReceivedMessage> {
     const slot = this.slots.shift();
-    if (slot !== undefined) return slot;
+    if (slot !== undefined) {
+      if (this.backlogPaused && this.slots.length <= MAX_QUEUED_MESSAGES / 2) {
+        this.backlogPaused = false;
+        this.flow();
+      }
+      return slot;
+    }
     if (this.failure) throw this.failure;
-    this.lastActivity = Date.now();
+    this.lastReceived = Date.now();
     const untimed = options.untimed ?? false;
     const next = await new Promise<Slot>((resolve, reject) => this.waiters.push({ resolve, reject, untimed }));
     return next;
@@ -279,6 +328,7 @@ export class ScuAssociation {
   private async guardedSend(fn: () => Promise<void>): Promise<void> {
     this.throwIfFailed();
     this.sending++;
+    this.lastSent = Date.now();
     try {
       await fn();
     } catch (err) {
@@ -289,8 +339,41 @@ export class ScuAssociation {
       throw err instanceof ScuError ? err : e;
     } finally {
       this.sending--;
-      this.lastActivity = Date.now();
+      // A wait for the peer that overlapped our send starts over: the peer could not answer before.
+      this.lastSent = this.lastReceived = Date.now();
     }
+  }
+
+  /** One P-DATA-TF PDU, with backpressure; the socket taking it is progress of ours. */
+  private async writePdu(pdu: Buffer): Promise<void> {
+    try {
+      await this.ul.sendPData(pdu);
+    } catch (err) {
+      if (this.failure) throw this.failure;
+      if (err instanceof SendTimeoutError) throw this.sendTimeout();
+      throw err;
+    }
+    this.lastSent = Date.now();
+  }
+
+  private sendTimeout(): ScuError {
+    return new ScuError('TIMEOUT', `${this.options.target.calledAe} took nothing we sent within ${this.options.timeoutMs} ms (it stopped reading)`);
+  }
+
+  /** The socket is read unless the assembler's consumer or receive()'s consumer is behind. */
+  private flow(): void {
+    if (this.assemblerPaused || this.backlogPaused) this.ul.pause();
+    else this.ul.resume();
+  }
+
+  /**
+   * Whether the peer may send us this request here: only a C-STORE-RQ on a context whose SOP
+   * class we offered to serve as SCP (SCP/SCU Role Selection: the sub-operations of a C-GET).
+   */
+  private mayReceiveRequest(contextId: number, command: CommandSet): boolean {
+    if (command.commandField !== CommandField.C_STORE_RQ) return false;
+    const ctx = this.accepted.get(contextId);
+    return ctx !== undefined && (this.options.roleSelections ?? []).some((r) => r.scpRole && r.sopClassUid === ctx.abstractSyntax);
   }
 
   private throwIfFailed(): void {
@@ -299,13 +382,20 @@ export class ScuAssociation {
 
   private checkIdle(): void {
     if (this.failure) return;
+    const now = Date.now();
+    const { timeoutMs } = this.options;
+    if (this.sending > 0) {
+      // Our send (or the negotiation) must progress: what the peer sends meanwhile does not count.
+      if (now - this.lastSent < timeoutMs) return;
+      this.fail(this.onOpen ? new ScuError('TIMEOUT', `no answer from ${this.options.target.calledAe} within ${timeoutMs} ms`) : this.sendTimeout(), true);
+      return;
+    }
     // A data set in progress is waited for too; while we hold the socket paused (our consumer is
     // behind), the peer is not the one idle.
-    if (this.ul.paused) this.lastActivity = Date.now();
-    const busy = this.sending > 0 || this.waiters.some((w) => !w.untimed) || this.assembler.receivingDataSet;
-    if (!busy) return;
-    if (Date.now() - this.lastActivity < this.options.timeoutMs) return;
-    this.fail(new ScuError('TIMEOUT', `no answer from ${this.options.target.calledAe} within ${this.options.timeoutMs} ms`), true);
+    if (this.assemblerPaused || this.backlogPaused) this.lastReceived = now;
+    const waiting = this.waiters.some((w) => !w.untimed) || this.assembler.receivingDataSet;
+    if (!waiting || now - this.lastReceived < timeoutMs) return;
+    this.fail(new ScuError('TIMEOUT', `no answer from ${this.options.target.calledAe} within ${timeoutMs} ms`), true);
   }
 
   private onConfirm(pdu: AssociateAc | AssociateRj): void {
@@ -319,22 +409,39 @@ export class ScuAssociation {
       this.fail(err, false);
       return;
     }
-    this.peerMaxLength = pdu.userInformation.maxLength ?? 0;
+    const calledAe = this.options.target.calledAe;
+    const maxLength = pdu.userInformation.maxLength ?? 0;
+    if (maxLength !== 0 && maxLength < MIN_PEER_MAX_LENGTH) {
+      // One data byte per tiny PDU would cost many times the bytes and a system call per few bytes.
+      this.fail(new ScuError('PROTOCOL_ERROR', `${calledAe} announced a Maximum Length Received of ${maxLength}, below the ${MIN_PEER_MAX_LENGTH} we work with`), true);
+      return;
+    }
+    this.peerMaxLength = maxLength;
     const proposed = new Map(this.options.contexts.map((c) => [c.id, c]));
     for (const pc of pdu.presentationContexts) {
       const rq = proposed.get(pc.id);
       if (pc.result !== PresentationResult.ACCEPTANCE || rq === undefined) continue;
+      // PS3.8 9.3.3.2: the transfer syntax accepted must be one of those proposed for the context.
+      if (!rq.transferSyntaxes.includes(pc.transferSyntax)) {
+        this.options.logger.warn({ calledAe, contextId: pc.id, transferSyntax: pc.transferSyntax }, 'SCU: context accepted with a transfer syntax we did not propose, not used');
+        continue;
+      }
       this.accepted.set(pc.id, { id: pc.id, abstractSyntax: rq.abstractSyntax, transferSyntax: pc.transferSyntax });
     }
     for (const r of pdu.userInformation.roleSelections) this.acceptedRoles.set(r.sopClassUid, r);
-    this.lastActivity = Date.now();
+    this.lastReceived = Date.now();
     const open = this.onOpen;
     this.onOpen = undefined;
     open?.resolve();
   }
 
   private onMessage(contextId: number, command: CommandSet, dataSet: Readable | undefined): void {
-    this.lastActivity = Date.now();
+    if (isRequest(command) && !this.mayReceiveRequest(contextId, command)) {
+      // Not when it is dequeued: a peer could otherwise fill the queue with such requests.
+      this.fail(new ScuError('PROTOCOL_ERROR', `${this.options.target.calledAe} sent a request (command field 0x${command.commandField.toString(16).padStart(4, '0')}) that has no place on this association`), true);
+      return;
+    }
+    this.lastReceived = Date.now();
     let slot: Slot;
     if (dataSet === undefined) slot = Promise.resolve({ contextId, command });
     else if (isRequest(command)) slot = Promise.resolve({ contextId, command, dataStream: dataSet });
@@ -358,7 +465,13 @@ export class ScuAssociation {
     }
     const waiter = this.waiters.shift();
     if (waiter) waiter.resolve(slot);
-    else this.slots.push(slot);
+    else {
+      this.slots.push(slot);
+      if (this.slots.length >= MAX_QUEUED_MESSAGES && !this.backlogPaused) {
+        this.backlogPaused = true;
+        this.flow();
+      }
+    }
   }
 
   private onAbort(a: AbortIndication): void {
@@ -411,10 +524,14 @@ export class ScuAssociation {
     this.closedResolve?.();
   }
 
-  /** Records the first failure, rejects everything waiting, and (when asked) aborts the association. */
+  /**
+   * Records the first failure, rejects everything waiting, and (when asked) aborts the association.
+   * A failure of ours (`abort`) drops the queued messages: nothing is handed over after it.
+   */
   private fail(err: ScuError, abort: boolean): void {
     if (this.failure) return;
     this.failure = err;
+    if (abort) this.slots.length = 0;
     if (err.code !== 'ASSOCIATION_REJECTED' && this.endDetail === 'released') this.endDetail = logDetail(err);
     this.rejectWaiters();
     this.assembler.close(logDetail(err));

@@ -11,6 +11,9 @@ import { AbortReason, AbortSource, type Abort, type AssociateAc, type AssociateR
 import { ACTIONS, PDU_EVENTS, actionFor, type Action, type Event, type State } from './fsm.js';
 import { PduFramer, type FramerEvent, type FramerLimits } from './framer.js';
 
+/** A P-DATA write the socket did not take within UpperLayerOptions.sendTimeoutMs. */
+export class SendTimeoutError extends Error {}
+
 /** Idle time before TCP keepalive probes start on an association's socket. */
 export const KEEPALIVE_IDLE_MS = 60_000;
 
@@ -172,7 +175,7 @@ export class UpperLayer {
       if (timeoutMs !== undefined) {
         timer = setTimeout(() => {
           cleanup();
-          reject(new Error('the peer stopped reading'));
+          reject(new SendTimeoutError('the peer stopped reading'));
           this.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, 'the peer stopped reading');
           this.destroy();
         }, timeoutMs);
