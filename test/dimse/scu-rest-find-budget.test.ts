@@ -1,8 +1,10 @@
 // POST /api/nodes/{ae}/find holds every match until it answers, so `limit` (a count) is not
 // enough: a node answering with identifiers of a megabyte each would fill the heap long before
 // 1,000 matches. Past FIND_RESPONSE_MAX_BYTES of DICOM JSON the route answers 502
-// DIMSE_FIND_FAILED / RESPONSE_TOO_LARGE and the C-FIND is cancelled.
+// DIMSE_FIND_FAILED / RESPONSE_TOO_LARGE and the C-FIND is cancelled. A client that goes away
+// before the answer ends the C-FIND too.
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
@@ -22,8 +24,9 @@ import { acceptAll, startScriptedPeer, type ScriptedPeer } from './scripted-peer
 const CTX = { principal: ANONYMOUS, origin: { protocol: 'internal' as const } };
 const MATCH_TEXT_BYTES = 1024 * 1024;
 
-describe('POST /api/nodes/{ae}/find: a byte budget', () => {
+describe("POST /api/nodes/{ae}/find: a byte budget, and the client's disconnect", () => {
   let peer: ScriptedPeer;
+  let trickle: ScriptedPeer;
   let sent = 0;
   let cancelled = false;
   let source: TestDimse;
@@ -72,6 +75,19 @@ describe('POST /api/nodes/{ae}/find: a byte budget', () => {
     const nodes = createNodeService({ store: stores.nodes });
     jobs = createJobService({ store: stores.jobs, progressIntervalMs: 0 });
     await nodes.upsert(CTX, { aeTitle: 'BIGFIND', host: '127.0.0.1', port: peer.port });
+    // One small match every 100 ms, never a final response: only the client can end it.
+    trickle = await startScriptedPeer({
+      onMessage(contextId, command, _data, c) {
+        if (command.commandField !== CommandField.C_FIND_RQ) return;
+        const small = encodeDataset([{ tag: '0020000D', vr: 'UI', value: '1.2.3' }], { explicitVr: true, littleEndian: true });
+        const timer = setInterval(() => {
+          if (c.socket.destroyed) return clearInterval(timer);
+          c.sendMessage(contextId, { commandField: CommandField.C_FIND_RSP, commandDataSetType: 0x0000, messageIdBeingRespondedTo: command.messageId as number, affectedSopClassUid: command.affectedSopClassUid as string, status: 0xff00 }, small);
+        }, 100);
+        c.socket.once('close', () => clearInterval(timer));
+      },
+    });
+    await nodes.upsert(CTX, { aeTitle: 'TRICKLE', host: '127.0.0.1', port: trickle.port });
     app = Fastify();
     app.setValidatorCompiler(validatorCompiler);
     app.setSerializerCompiler(serializerCompiler);
@@ -87,6 +103,7 @@ describe('POST /api/nodes/{ae}/find: a byte budget', () => {
     await stores?.close();
     await source?.close();
     await peer?.close();
+    await trickle?.close();
   });
 
   it('answers 502 RESPONSE_TOO_LARGE past the budget and cancels the C-FIND', async () => {
@@ -100,5 +117,20 @@ describe('POST /api/nodes/{ae}/find: a byte budget', () => {
     for (let i = 0; i < 100 && !cancelled; i++) await new Promise((r) => setTimeout(r, 20));
     assert.ok(cancelled, 'C-CANCEL sent');
     assert.ok(sent < 100, `the node sent ${sent} matches`);
+  });
+
+  it('a client that disconnects ends the C-FIND', async () => {
+    const address = await app.listen({ port: 0, host: '127.0.0.1' });
+    const req = request(`${address}/api/nodes/TRICKLE/find`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+    req.on('error', () => undefined);
+    req.end(JSON.stringify({ level: 'STUDY', keys: {} }));
+    for (let i = 0; i < 100 && trickle.connections.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 300));
+    const conn = trickle.connections[0];
+    assert.ok(conn, 'the C-FIND association was opened');
+    assert.ok(!conn.socket.destroyed);
+    req.destroy();
+    for (let i = 0; i < 100 && !conn.socket.destroyed; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(conn.socket.destroyed, 'the association ended when the client went away');
   });
 });

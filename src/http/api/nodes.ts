@@ -50,7 +50,7 @@ export interface NodeScu extends NodeRetrieveScu {
   echo(target: DimseTarget): Promise<{ status: number; durationMs: number }>;
   find(
     target: DimseTarget,
-    request: { level: 'PATIENT' | 'STUDY' | 'SERIES' | 'IMAGE'; model: 'study' | 'patient'; keys: Record<string, string | null>; returnKeys: string[] },
+    request: { level: 'PATIENT' | 'STUDY' | 'SERIES' | 'IMAGE'; model: 'study' | 'patient'; keys: Record<string, string | null>; returnKeys: string[]; signal?: AbortSignal },
   ): AsyncIterable<DicomJsonDataset>;
   store(
     target: DimseTarget,
@@ -358,8 +358,14 @@ function registerNodeActionRoutes(app: FastifyInstance, deps: ActionDeps): void 
     const out: DicomJsonDataset[] = [];
     // `limit` counts matches, not bytes: a node may answer with identifiers of megabytes each
     let bytes = 0;
+    // A client that goes away before the answer ends the C-FIND (the association is aborted).
+    const gone = new AbortController();
+    const onClose = (): void => {
+      if (!reply.raw.writableFinished) gone.abort();
+    };
+    reply.raw.once('close', onClose);
     try {
-      for await (const ds of scu.find(targetOf(node), { level: b.level, model: b.model, keys: b.keys, returnKeys: b.includefield })) {
+      for await (const ds of scu.find(targetOf(node), { level: b.level, model: b.model, keys: b.keys, returnKeys: b.includefield, signal: gone.signal })) {
         bytes += JSON.stringify(ds).length;
         if (bytes > FIND_RESPONSE_MAX_BYTES) {
           // Leaving the loop sends C-CANCEL and releases the association.
@@ -374,6 +380,8 @@ function registerNodeActionRoutes(app: FastifyInstance, deps: ActionDeps): void 
       }
     } catch (err) {
       return sendDimseError(reply, err, 'DIMSE_FIND_FAILED', node.aeTitle);
+    } finally {
+      reply.raw.off('close', onClose);
     }
     return out;
   });
