@@ -117,13 +117,44 @@ describe('SCU: a failing peer', () => {
     const p = await peer({});
     const scu = createScu({ callingAe: 'PEERTEST', timeoutSecs: 1 });
     const started = Date.now();
-    const r = await scu.store({ host: '127.0.0.1', port: p.port, calledAe: 'PEER' }, Array.from({ length: 6 }, item));
+    const items = Array.from({ length: 6 }, item);
+    const r = await scu.store({ host: '127.0.0.1', port: p.port, calledAe: 'PEER' }, items);
     const ms = Date.now() - started;
     assert.equal(r.failed, 6);
     assert.equal(p.connections.length, 1, 'associations opened');
     assert.ok(ms < 3500, `took ${ms} ms (a timeout per instance would take ~6 s)`);
     assert.match(r.results[0]?.error ?? '', /no answer|within/);
     for (const x of r.results.slice(1)) assert.match(x.error ?? '', /^not sent: the association failed on an earlier instance/);
+    // the instances not sent are named (a REST store job lists them in failed_uids)
+    assert.deepEqual(
+      r.results.map((x) => x.sopInstanceUid),
+      items.map((x) => x.sopInstanceUid),
+    );
+  });
+
+  it('a source of ours that stalls longer than the timeout is not the peer stopping to read: the run goes on', async () => {
+    const p = await peer({
+      onMessage(contextId, command, _data, c) {
+        if (command.commandField === CommandField.C_STORE_RQ) c.sendMessage(contextId, storeRsp(command, 0));
+      },
+    });
+    const scu = createScu({ callingAe: 'PEERTEST', timeoutSecs: 0.5 });
+    const slow = item();
+    const open = slow.open;
+    // half the data set, then 1.5 s of nothing from our side (a slow blob store), then the rest
+    slow.open = async () => {
+      const chunks: Uint8Array[] = [];
+      for await (const c of await open()) chunks.push(c);
+      const bytes = Buffer.concat(chunks);
+      return (async function* () {
+        yield bytes.subarray(0, bytes.length >> 1);
+        await new Promise((r) => setTimeout(r, 1500));
+        yield bytes.subarray(bytes.length >> 1);
+      })();
+    };
+    const r = await scu.store({ host: '127.0.0.1', port: p.port, calledAe: 'PEER' }, [item(), slow, item(), item()]);
+    assert.equal(r.completed, 4, JSON.stringify(r.results.map((x) => x.error ?? 'ok')));
+    assert.equal(p.connections.length, 1);
   });
 
   it('a peer that aborts during a C-STORE: the rest is not sent', async () => {

@@ -114,6 +114,8 @@ export class ScuAssociation {
   private sending = 0;
   /** When our own sending last made progress (a send began, or the socket took a PDU). */
   private lastSent = Date.now();
+  /** Since when the socket has not taken the PDU we are writing (undefined: no write waiting). */
+  private writeWaitingSince: number | undefined;
   /** When the peer last sent us something, or a wait for it began. */
   private lastReceived = Date.now();
   /** The socket is paused because the consumer of a request's data set is behind (assembler). */
@@ -346,12 +348,15 @@ export class ScuAssociation {
 
   /** One P-DATA-TF PDU, with backpressure; the socket taking it is progress of ours. */
   private async writePdu(pdu: Buffer): Promise<void> {
+    this.writeWaitingSince = Date.now();
     try {
       await this.ul.sendPData(pdu);
     } catch (err) {
       if (this.failure) throw this.failure;
       if (err instanceof SendTimeoutError) throw this.sendTimeout();
       throw err;
+    } finally {
+      this.writeWaitingSince = undefined;
     }
     this.lastSent = Date.now();
   }
@@ -385,9 +390,14 @@ export class ScuAssociation {
     const now = Date.now();
     const { timeoutMs } = this.options;
     if (this.sending > 0) {
-      // Our send (or the negotiation) must progress: what the peer sends meanwhile does not count.
-      if (now - this.lastSent < timeoutMs) return;
-      this.fail(this.onOpen ? new ScuError('TIMEOUT', `no answer from ${this.options.target.calledAe} within ${timeoutMs} ms`) : this.sendTimeout(), true);
+      // The negotiation must end in time; then, while we send, only a PDU the socket has not taken
+      // counts against the peer (what it sends us meanwhile does not help): time spent waiting for
+      // our own source (a slow blob store) is not the peer's stall.
+      if (this.onOpen) {
+        if (now - this.lastSent >= timeoutMs) this.fail(new ScuError('TIMEOUT', `no answer from ${this.options.target.calledAe} within ${timeoutMs} ms`), true);
+        return;
+      }
+      if (this.writeWaitingSince !== undefined && now - this.writeWaitingSince >= timeoutMs) this.fail(this.sendTimeout(), true);
       return;
     }
     // A data set in progress is waited for too; while we hold the socket paused (our consumer is

@@ -221,7 +221,10 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
   /** Why the run ended early (the peer failed during an instance): the rest is not sent. */
   let ended: string | undefined;
   const notSent = (rest: readonly Prepared[]): void => {
-    for (const p of rest) record({ label: p.label, outcome: 'failure', error: p.item ? `not sent: ${ended ?? 'the run ended'}` : (p.error ?? 'not sent'), bytes: 0 });
+    for (const p of rest) {
+      const ids = p.item ? { sopInstanceUid: p.item.sopInstanceUid, sopClassUid: p.item.sopClassUid, transferSyntaxUid: p.item.transferSyntaxUid } : {};
+      record({ label: p.label, ...ids, outcome: 'failure', error: p.item ? `not sent: ${ended ?? 'the run ended'}` : (p.error ?? 'not sent'), bytes: 0 });
+    }
   };
   for (const batch of batches(prepared)) {
     if (ended !== undefined) {
