@@ -270,6 +270,19 @@ describe('C-GET storage contexts', () => {
       assert.ok(newClasses.read() <= 1001);
     });
 
+    it('bounds the hierarchical walk over all studies: at most 10,000 series (an IMAGE C-FIND each)', async () => {
+      const { find, calls } = fakeFind((call) => {
+        if (call.level === 'IMAGE' && call.keys?.['SeriesInstanceUID'] === undefined) throw new Error('relational query refused');
+        if (call.level === 'STUDY') return Array.from({ length: 200 }, (_, i) => ({ '0020000D': { vr: 'UI', Value: [`1.2.${i}`] } }));
+        if (call.level === 'SERIES') return Array.from({ length: 60 }, (_, i) => ({ '0020000E': { vr: 'UI', Value: [`${call.keys?.['StudyInstanceUID'] ?? ''}.${i}`] } }));
+        return [];
+      });
+      const plan = await planGetFromPeer(find, TARGET, { level: 'PATIENT', model: 'patient', patientId: 'PID' });
+      assert.match(plan.fallback ?? '', /more than 10000 series to walk/);
+      const images = calls.filter((c) => c.level === 'IMAGE').length;
+      assert.ok(images <= 10_001, `${images} IMAGE C-FINDs`);
+    });
+
     it('Patient Root keeps the Patient ID', async () => {
       const { find, calls } = fakeFind(() => [match(CR)]);
       await planGetFromPeer(find, TARGET, { level: 'STUDY', model: 'patient', patientId: 'PID', studyUid: '1.2' });

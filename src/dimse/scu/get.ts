@@ -366,7 +366,7 @@ function uidValues(ds: DicomJsonDataset, tag: string): string[] {
 export const MAX_PLAN_MATCHES = 200_000;
 /** Distinct SOP classes a plan keeps (planGetStorageContexts then picks the contexts among them). */
 const MAX_PLAN_CLASSES = 1_000;
-/** Studies, or series of one study, the hierarchical walk of a plan visits at most. */
+/** Studies, or series in all, the hierarchical walk of a plan visits at most. */
 const MAX_PLAN_WALK = 10_000;
 /** Transfer syntaxes kept per SOP class (a node naming more names nonsense). */
 const MAX_PLAN_SYNTAXES = 64;
@@ -415,6 +415,7 @@ export async function planGetFromPeer(find: GetPlanFind, target: ScuTarget, requ
     });
     return [...uids];
   };
+  let walked = 0;
   const imageKeys = ['SOPClassUID', 'AvailableTransferSyntaxUID'];
   try {
     try {
@@ -425,6 +426,8 @@ export async function planGetFromPeer(find: GetPlanFind, target: ScuTarget, requ
       for (const study of studies) {
         const studyKeys = { ...patientKeys, StudyInstanceUID: study };
         for (const series of await uidsAt('SERIES', studyKeys, '0020000E', 'SeriesInstanceUID')) {
+          // one IMAGE C-FIND (and association) per series: bounded over the whole walk, not per study
+          if (++walked > MAX_PLAN_WALK) throw new PlanLimit(`more than ${MAX_PLAN_WALK} series to walk`);
           if (signal?.aborted) break;
           await query('IMAGE', { ...studyKeys, SeriesInstanceUID: series }, imageKeys, tally);
         }
