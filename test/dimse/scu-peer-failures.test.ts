@@ -7,30 +7,16 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import type { Logger } from '../../src/archive/context.js';
 import { generateUid } from '../../src/dicom/uids.js';
 import { CommandField } from '../../src/dimse/message/command.js';
 import { createScu, ScuError, type StoreItem } from '../../src/dimse/scu/index.js';
 import { SOP_CLASS } from '../helpers/corpus.js';
 import { AE, dcmtk, finalResponseOf, smallInstance, startRetrieveDimse, storeRetrieveFixture, type RetrieveFixture, type TestRetrieveDimse } from './helpers.js';
 import { startScriptedPeer, type ScriptedPeer } from './scripted-peer.js';
+import { recordingLogger } from '../helpers/recording-logger.js';
 
 const run = promisify(execFile);
 const BIRTH_DATE = '1970/03/14';
-
-/** A logger keeping every line (level, fields, message). */
-function recordingLogger(): { logger: Logger; lines: unknown[] } {
-  const lines: unknown[] = [];
-  const make = (): Logger => {
-    const at =
-      (level: string) =>
-      (a: unknown, b?: unknown): void => {
-        lines.push([level, a, b]);
-      };
-    return { trace: at('trace'), debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), fatal: at('fatal'), child: () => make() } as unknown as Logger;
-  };
-  return { logger: make(), lines };
-}
 
 function item(): StoreItem {
   const { bytes, sopUid } = smallInstance({ pixelBytes: 128, accessionNumber: 'PEER' });

@@ -6,7 +6,6 @@
 // a protocol error; a Maximum Length Received below MIN_PEER_MAX_LENGTH fails the association.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import type { Logger } from '../../src/archive/context.js';
 import { silentLogger } from '../../src/archive/context.js';
 import { CommandField, type CommandSet } from '../../src/dimse/message/command.js';
 import { ScuAssociation } from '../../src/dimse/scu/association.js';
@@ -14,6 +13,7 @@ import { createScu, ScuError, type StoreItem, type StoreResult } from '../../src
 import { SOP_CLASS } from '../helpers/corpus.js';
 import { smallInstance } from './helpers.js';
 import { acceptAll, messageBytes, startScriptedPeer, type PeerConnection, type ScriptedPeer } from './scripted-peer.js';
+import { recordingLogger } from '../helpers/recording-logger.js';
 
 const VERIFICATION = '1.2.840.10008.1.1';
 const EXPLICIT_VR_LE = '1.2.840.10008.1.2.1';
@@ -24,18 +24,17 @@ const MiB = 1024 * 1024;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** A logger keeping every line. */
-function recordingLogger(): { logger: Logger; lines: [string, unknown, unknown][] } {
-  const lines: [string, unknown, unknown][] = [];
-  const make = (): Logger => {
-    const at =
-      (level: string) =>
-      (a: unknown, b?: unknown): void => {
-        lines.push([level, a, b]);
-      };
-    return { trace: at('trace'), debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), fatal: at('fatal'), child: () => make() } as unknown as Logger;
-  };
-  return { logger: make(), lines };
+/** A Verification association (one context) to the peer, with a 1 s DIMSE timeout. */
+function openEcho(port: number, calledAe: string): Promise<ScuAssociation> {
+  return ScuAssociation.open({
+    target: { host: '127.0.0.1', port, calledAe },
+    callingAe: 'STALLTEST',
+    contexts: [{ id: 1, abstractSyntax: VERIFICATION, transferSyntaxes: [EXPLICIT_VR_LE] }],
+    timeoutMs: 1000,
+    maxPduLength: 65536,
+    logger: silentLogger,
+    operation: 'C-ECHO',
+  });
 }
 
 /** One instance whose data set is DATA_SET_BYTES long, read in 1 MiB chunks. */
@@ -188,15 +187,7 @@ describe('SCU: a peer that stops reading, or negotiates what we did not propose'
         if (command.commandField === CommandField.C_ECHO_RQ) for (let i = 0; i < 3; i++) c.sendMessage(contextId, echoRsp(command.messageId as number));
       },
     });
-    const assoc = await ScuAssociation.open({
-      target: { host: '127.0.0.1', port: p.port, calledAe: 'QUEUE' },
-      callingAe: 'STALLTEST',
-      contexts: [{ id: 1, abstractSyntax: VERIFICATION, transferSyntaxes: [EXPLICIT_VR_LE] }],
-      timeoutMs: 1000,
-      maxPduLength: 65536,
-      logger: silentLogger,
-      operation: 'C-ECHO',
-    });
+    const assoc = await openEcho(p.port, 'QUEUE');
     await assoc.sendCommand(1, echoRq(assoc.nextMessageId()));
     const first = await assoc.receive();
     assert.equal(first.command.commandField, CommandField.C_ECHO_RSP);
@@ -213,15 +204,7 @@ describe('SCU: a peer that stops reading, or negotiates what we did not propose'
         c.send({ type: 'A-ABORT', source: 0, reason: 0 });
       },
     });
-    const assoc = await ScuAssociation.open({
-      target: { host: '127.0.0.1', port: p.port, calledAe: 'LASTWORD' },
-      callingAe: 'STALLTEST',
-      contexts: [{ id: 1, abstractSyntax: VERIFICATION, transferSyntaxes: [EXPLICIT_VR_LE] }],
-      timeoutMs: 1000,
-      maxPduLength: 65536,
-      logger: silentLogger,
-      operation: 'C-ECHO',
-    });
+    const assoc = await openEcho(p.port, 'LASTWORD');
     await assoc.sendCommand(1, echoRq(assoc.nextMessageId()));
     await sleep(100); // the response and the A-ABORT arrive before anyone asks
     assert.ok(assoc.closed);

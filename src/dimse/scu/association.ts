@@ -9,9 +9,10 @@
  * operation is outstanding is aborted.
  *
  * What the peer may make us do is bounded too:
- * - Time: while we send, only our own progress counts (a PDU the socket took). A peer that stops
- *   reading our data set cannot keep the association alive by sending us small messages meanwhile;
- *   the UpperLayer's send timeout (the same DIMSE timeout) backs this up.
+ * - Time: while we send, only a PDU the socket has not taken for the DIMSE timeout counts against
+ *   the peer (the UpperLayer's send timeout, and the watchdog): a peer that stops reading our data
+ *   set cannot keep the association alive by sending us small messages meanwhile, and a slow
+ *   source of ours (a blob store read) is not the peer's stall.
  * - Memory: received messages nobody has taken yet wait in a queue of at most MAX_QUEUED_MESSAGES
  *   (plus what one socket read already held); at that length we stop reading the socket, and TCP
  *   stops the peer. A request from the peer is only legitimate where we offered the SCP role (the
@@ -112,8 +113,6 @@ export class ScuAssociation {
   private failure: ScuError | undefined;
   private messageId = 0;
   private sending = 0;
-  /** When our own sending last made progress (a send began, or the socket took a PDU). */
-  private lastSent = Date.now();
   /** Since when the socket has not taken the PDU we are writing (undefined: no write waiting). */
   private writeWaitingSince: number | undefined;
   /** When the peer last sent us something, or a wait for it began. */
@@ -201,7 +200,7 @@ export class ScuAssociation {
       presentationContexts: [...options.contexts],
       userInformation: ui,
     };
-    a.sending++; // negotiation counts as an outstanding operation for the watchdog (bounded since the start)
+    a.sending++; // negotiation counts as an outstanding operation for the watchdog (bounded since `started`)
     a.ul.associate(rq, () => {
       const socket: Socket = connect({ host: options.target.host, port: options.target.port });
       socket.once('error', (err) => (a.socketError = err));
@@ -314,6 +313,16 @@ export class ScuAssociation {
     }
   }
 
+  /**
+   * Ends the association after an operation failed: released after a failure status (a normal
+   * end of the operation), aborted otherwise (the log gets our own words, never the peer's text).
+   */
+  async endAfter(err: unknown): Promise<void> {
+    if (this.closed) return;
+    if (err instanceof ScuError && err.code === 'DIMSE_FAILURE') await this.release();
+    else this.abort(logDetail(err));
+  }
+
   /** A-ABORT (service user); the connection is torn down shortly after. */
   abort(detail = 'aborted'): void {
     this.fail(new ScuError('ASSOCIATION_ABORTED', detail), true);
@@ -330,7 +339,6 @@ export class ScuAssociation {
   private async guardedSend(fn: () => Promise<void>): Promise<void> {
     this.throwIfFailed();
     this.sending++;
-    this.lastSent = Date.now();
     try {
       await fn();
     } catch (err) {
@@ -342,7 +350,7 @@ export class ScuAssociation {
     } finally {
       this.sending--;
       // A wait for the peer that overlapped our send starts over: the peer could not answer before.
-      this.lastSent = this.lastReceived = Date.now();
+      this.lastReceived = Date.now();
     }
   }
 
@@ -358,7 +366,10 @@ export class ScuAssociation {
     } finally {
       this.writeWaitingSince = undefined;
     }
-    this.lastSent = Date.now();
+  }
+
+  private noAnswer(): ScuError {
+    return new ScuError('TIMEOUT', `no answer from ${this.options.target.calledAe} within ${this.options.timeoutMs} ms`);
   }
 
   private sendTimeout(): ScuError {
@@ -394,7 +405,7 @@ export class ScuAssociation {
       // counts against the peer (what it sends us meanwhile does not help): time spent waiting for
       // our own source (a slow blob store) is not the peer's stall.
       if (this.onOpen) {
-        if (now - this.lastSent >= timeoutMs) this.fail(new ScuError('TIMEOUT', `no answer from ${this.options.target.calledAe} within ${timeoutMs} ms`), true);
+        if (now - this.started >= timeoutMs) this.fail(this.noAnswer(), true);
         return;
       }
       if (this.writeWaitingSince !== undefined && now - this.writeWaitingSince >= timeoutMs) this.fail(this.sendTimeout(), true);
@@ -405,7 +416,7 @@ export class ScuAssociation {
     if (this.assemblerPaused || this.backlogPaused) this.lastReceived = now;
     const waiting = this.waiters.some((w) => !w.untimed) || this.assembler.receivingDataSet;
     if (!waiting || now - this.lastReceived < timeoutMs) return;
-    this.fail(new ScuError('TIMEOUT', `no answer from ${this.options.target.calledAe} within ${timeoutMs} ms`), true);
+    this.fail(this.noAnswer(), true);
   }
 
   private onConfirm(pdu: AssociateAc | AssociateRj): void {

@@ -15,7 +15,7 @@ import { PATIENT_ROOT_FIND, STUDY_ROOT_FIND } from '../acse/sop-classes.js';
 import { CommandField, DATA_SET_PRESENT, NO_DATA_SET, Priority } from '../message/command.js';
 import { Status } from '../message/status.js';
 import { ScuAssociation, type ScuTarget } from './association.js';
-import { logDetail, ScuError } from './errors.js';
+import { ScuError } from './errors.js';
 
 export type FindLevel = 'PATIENT' | 'STUDY' | 'SERIES' | 'IMAGE';
 export type FindModel = 'study' | 'patient';
@@ -169,11 +169,7 @@ export async function* findDatasets(deps: FindDeps, target: ScuTarget, request: 
     }
   } catch (err) {
     finished = true;
-    if (!assoc.closed) {
-      // A failure status is a normal end of the operation: the association is released, not aborted.
-      if (err instanceof ScuError && err.code === 'DIMSE_FAILURE') await assoc.release();
-      else assoc.abort(logDetail(err));
-    }
+    await assoc.endAfter(err);
     throw err;
   } finally {
     if (!finished && !assoc.closed) await cancel(assoc, messageId, deps.timeoutMs);

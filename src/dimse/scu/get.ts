@@ -554,10 +554,7 @@ export async function getInstances(deps: RetrieveDeps, target: ScuTarget, reques
     await assoc.release();
     return { ...result, received: totals.received, bytesReceived: totals.bytes };
   } catch (err) {
-    if (!assoc.closed) {
-      if (err instanceof ScuError && err.code === 'DIMSE_FAILURE') await assoc.release();
-      else assoc.abort(logDetail(err));
-    }
+    await assoc.endAfter(err);
     if (err instanceof ScuError) Object.assign(err.details, { received: totals.received });
     throw err;
   }

@@ -12,7 +12,7 @@ import { VERIFICATION } from '../acse/sop-classes.js';
 import { CommandField, NO_DATA_SET } from '../message/command.js';
 import { Status } from '../message/status.js';
 import { ScuAssociation, type ScuTarget } from './association.js';
-import { logDetail, ScuError } from './errors.js';
+import { ScuError } from './errors.js';
 import { findDatasets, type FindRequest } from './find.js';
 import { getInstances, planGetFromPeer, type GetOptions, type GetPlan, type GetResult } from './get.js';
 import { moveInstances, type MoveOptions, type RetrieveRequest, type RetrieveResult } from './move.js';
@@ -128,10 +128,7 @@ export function createScu(options: ScuOptions): Scu {
         await assoc.release();
         return { status, durationMs: Math.round((performance.now() - started) * 10) / 10 };
       } catch (err) {
-        if (!assoc.closed) {
-          if (err instanceof ScuError && err.code === 'DIMSE_FAILURE') await assoc.release();
-          else assoc.abort(logDetail(err));
-        }
+        await assoc.endAfter(err);
         throw err;
       }
     },

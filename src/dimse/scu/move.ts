@@ -15,7 +15,7 @@ import { PATIENT_ROOT_GET, PATIENT_ROOT_MOVE, STUDY_ROOT_GET, STUDY_ROOT_MOVE } 
 import { CommandField, DATA_SET_PRESENT, NO_DATA_SET, Priority, type CommandSet } from '../message/command.js';
 import { Status } from '../message/status.js';
 import { ScuAssociation, type ReceivedMessage, type ScuTarget } from './association.js';
-import { logDetail, ScuError } from './errors.js';
+import { ScuError } from './errors.js';
 import { decodeIdentifier } from './find.js';
 import { isAddressableUid } from '../../dicom/uid.js';
 
@@ -354,11 +354,7 @@ export async function moveInstances(deps: RetrieveDeps, target: ScuTarget, reque
     await assoc.release();
     return result;
   } catch (err) {
-    if (!assoc.closed) {
-      // A failure status is a normal end of the operation: the association is released, not aborted.
-      if (err instanceof ScuError && err.code === 'DIMSE_FAILURE') await assoc.release();
-      else assoc.abort(logDetail(err));
-    }
+    await assoc.endAfter(err);
     throw err;
   }
 }

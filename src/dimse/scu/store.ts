@@ -220,15 +220,16 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
   let opened = false;
   /** Why the run ended early (the peer failed during an instance): the rest is not sent. */
   let ended: string | undefined;
-  const notSent = (rest: readonly Prepared[]): void => {
+  const endRun = (reason: string, rest: readonly Prepared[]): void => {
+    ended = reason;
     for (const p of rest) {
       const ids = p.item ? { sopInstanceUid: p.item.sopInstanceUid, sopClassUid: p.item.sopClassUid, transferSyntaxUid: p.item.transferSyntaxUid } : {};
-      record({ label: p.label, ...ids, outcome: 'failure', error: p.item ? `not sent: ${ended ?? 'the run ended'}` : (p.error ?? 'not sent'), bytes: 0 });
+      record({ label: p.label, ...ids, outcome: 'failure', error: p.item ? `not sent: ${reason}` : (p.error ?? 'not sent'), bytes: 0 });
     }
   };
   for (const batch of batches(prepared)) {
     if (ended !== undefined) {
-      notSent(batch);
+      endRun(ended, batch);
       continue;
     }
     const items = batch.flatMap((p) => (p.item ? [p.item] : []));
@@ -267,8 +268,7 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
           } catch (err) {
             // Nothing could be sent at all: the caller gets the reason. Later: the rest fails with it.
             if (!opened || (isScuError(err) && err.code === 'CANCELLED')) throw err;
-            ended = logDetail(err);
-            notSent(batch.slice(i));
+            endRun(logDetail(err), batch.slice(i));
             assoc = undefined;
             break;
           }
@@ -285,8 +285,7 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
         }
         retried = false;
         if (r === 'closed') {
-          ended = 'the peer closed a new association before its first instance';
-          notSent(batch.slice(i));
+          endRun('the peer closed a new association before its first instance', batch.slice(i));
           break;
         }
         if (r === 'cancelled') {
@@ -295,8 +294,7 @@ export async function storeInstances(deps: StoreDeps, target: ScuTarget, sources
         }
         record(r.result);
         if (r.peerFailure !== undefined) {
-          ended = `the association failed on an earlier instance: ${r.peerFailure}`;
-          notSent(batch.slice(i + 1));
+          endRun(`the association failed on an earlier instance: ${r.peerFailure}`, batch.slice(i + 1));
           break;
         }
       }
@@ -375,16 +373,16 @@ async function sendOne(
       : `SOP class ${meta.sopClassUid} not accepted by the peer`;
     return { result: { ...ident, outcome: 'failure', error, bytes: 0 } };
   }
+  if (assoc.closed) {
+    await opened.close().catch(() => {});
+    return 'closed';
+  }
   const reencoded = ctx.transferSyntax !== meta.transferSyntaxUid;
   let sourceFailed = false;
   const dataSet = watchSource(reencoded ? reencodeDataSet(opened.dataset, meta.transferSyntaxUid, ctx.transferSyntax) : opened.dataset, () => {
     sourceFailed = true;
   });
   const sent = reencoded ? { sentTransferSyntaxUid: ctx.transferSyntax } : {};
-  if (assoc.closed) {
-    await opened.close().catch(() => {});
-    return 'closed';
-  }
   const messageId = assoc.nextMessageId();
   let bytes = 0;
   let sinceReport = 0;
