@@ -278,9 +278,11 @@ export async function exchangeRetrieve(x: RetrieveExchange): Promise<RetrieveRes
     for (;;) {
       let rsp: ReceivedMessage;
       try {
-        // C-MOVE: the sub-operations go to a third party, and pending responses are optional, so
-        // the SCP may be silent for long; C-GET's sub-operations arrive here (the timeout stays).
-        rsp = await assoc.receive({ untimed: isMove });
+        // Pending responses are optional (PS3.4 C.4.2.3.1, C.4.3.3.1): a C-MOVE SCP working on
+        // its sub-operations, or a C-GET SCP fetching an instance from nearline storage before
+        // its next C-STORE-RQ, may be silent for longer than the DIMSE timeout. A data set being
+        // received (a C-GET sub-operation) is still timed, and so is every send of ours.
+        rsp = await assoc.receive({ untimed: true });
       } catch (err) {
         if (cancelSent !== undefined) throw new ScuError('CANCELLED', `cancelled; ${target.calledAe} did not answer the C-CANCEL (${err instanceof Error ? err.message : String(err)})`, { ...last });
         throw err;
