@@ -99,6 +99,16 @@ describe('C-GET SCP', () => {
     await assertReencoded(r.files, 'ctImplicit', EXPLICIT_VR_LE);
   });
 
+  for (const [option, first] of [['+xb', 'Big Endian'], ['+xd', 'Deflated']] as const) {
+    it(`getscu ${option} (${first} first in every storage context): Explicit VR LE is accepted and the whole study arrives`, async () => {
+      const r = await getscu(['QueryRetrieveLevel=STUDY', `StudyInstanceUID=${f.studyA}`], [option]);
+      assert.equal(r.code, 0, r.log.slice(-3000));
+      assert.deepEqual(r.final, { status: SUCCESS, completed: 4, failed: 0, warning: 0 });
+      await assertUnchanged(r.files, ['ct1', 'ct2', 'mr1']);
+      await assertReencoded(r.files, 'ctImplicit', EXPLICIT_VR_LE);
+    });
+  }
+
   it('gets a series (SERIES level) and images by a UID list (IMAGE level)', async () => {
     const series = await getscu(['QueryRetrieveLevel=SERIES', `StudyInstanceUID=${f.studyA}`, `SeriesInstanceUID=${f.seriesA2}`]);
     assert.equal(series.code, 0, series.log.slice(-3000));

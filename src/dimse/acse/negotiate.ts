@@ -2,7 +2,7 @@
  * Presentation-context negotiation (SPEC §4, PS3.8 9.3.3.2, PS3.7 Annex D): which contexts we
  * accept with which transfer syntax, and the user information we answer with. Pure.
  */
-import { EXPLICIT_VR_LE, IMPLICIT_VR_LE, isKnownTransferSyntax } from '../../dicom/transfer-syntax.js';
+import { DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, isKnownTransferSyntax } from '../../dicom/transfer-syntax.js';
 import { isValidUid } from '../../dicom/uid.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from '../../dicom/uids.js';
 import { presentationContextIdProblem } from '../pdu/codec.js';
@@ -56,6 +56,8 @@ export interface Negotiated {
 
 /** Q/R and Verification speak only the two little-endian native syntaxes (SPEC §4). */
 const NATIVE_LE: readonly string[] = [IMPLICIT_VR_LE, EXPLICIT_VR_LE];
+/** Syntaxes whose data we send in little endian just as well (re-encoded), and nothing else in them. */
+const REENCODED_TO_LE: readonly string[] = [EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE];
 
 /** The service of an abstract syntax, or why it is refused. */
 function classify(
@@ -98,9 +100,20 @@ function acceptable(kind: ServiceKind, ts: string, policy: NegotiationPolicy): b
   return policy.acceptAll || policy.accepted.includes(ts);
 }
 
-/** Our preference first (when configured), else the first the SCU proposed that we accept. */
-export function chooseTransferSyntax(kind: ServiceKind, proposed: readonly string[], policy: NegotiationPolicy): string | undefined {
-  const candidates = proposed.filter((ts) => acceptable(kind, ts, policy));
+/**
+ * Our preference first (when configured), else the first the SCU proposed that we accept.
+ * `weSend`: a storage context on which the requestor takes the SCP role (C-GET sub-operations go
+ * out on it). There Explicit VR Big Endian and Deflated Explicit VR LE give way to Explicit or
+ * Implicit VR LE when the context offers one of those too: an instance stored in either of them
+ * can be re-encoded to little endian (dicom/reencode.ts), but no other instance can be sent in
+ * them, so accepting the requestor's first choice would fail the sub-operations of every instance
+ * not stored in exactly that syntax (DCMTK's getscu +xb or +xd). A compressed syntax stays where
+ * the requestor put it: it is the only way to send what is stored in it (no transcoding of
+ * compressed data), as little endian is for the rest.
+ */
+export function chooseTransferSyntax(kind: ServiceKind, proposed: readonly string[], policy: NegotiationPolicy, weSend = false): string | undefined {
+  let candidates = proposed.filter((ts) => acceptable(kind, ts, policy));
+  if (weSend && candidates.some((ts) => NATIVE_LE.includes(ts))) candidates = candidates.filter((ts) => !REENCODED_TO_LE.includes(ts));
   return policy.preferred.find((ts) => candidates.includes(ts)) ?? candidates[0];
 }
 
@@ -174,7 +187,7 @@ export function negotiate(rq: AssociateRq, policy: NegotiationPolicy, permission
       answers.push({ id: pc.id, result: PresentationResult.USER_REJECTION, transferSyntax: '' });
       continue;
     }
-    const ts = chooseTransferSyntax(kind, pc.transferSyntaxes, policy);
+    const ts = chooseTransferSyntax(kind, pc.transferSyntaxes, policy, kind === 'storage' && role?.scp === true);
     if (ts === undefined) {
       answers.push({ id: pc.id, result: PresentationResult.TRANSFER_SYNTAXES_NOT_SUPPORTED, transferSyntax: '' });
       continue;

@@ -27,6 +27,30 @@ describe('presentation context negotiation (SPEC §4)', () => {
     assert.deepEqual(results(rq([[CT, [IMPLICIT, EXPLICIT, BE]]]), { ...policy, preferred: [BE, EXPLICIT] }), [[0, BE]]);
   });
 
+  it('on a storage context where the requestor takes the SCP role (C-GET sub-operations), big endian and deflated give way to little endian', () => {
+    const DEFLATED = '1.2.840.10008.1.2.1.99';
+    const MR = '1.2.840.10008.5.1.4.1.1.4';
+    const US = '1.2.840.10008.5.1.4.1.1.6.1';
+    const SC = '1.2.840.10008.5.1.4.1.1.7';
+    const r = rq([[CT, [BE, EXPLICIT, IMPLICIT]], [MR, [DEFLATED, IMPLICIT, EXPLICIT]], [US, [JPEG, BE, EXPLICIT]], [SC, [BE, DEFLATED]]]);
+    r.userInformation.roleSelections = [CT, MR, US, SC].map((sopClassUid) => ({ sopClassUid, scuRole: true, scpRole: true }));
+    // The requestor's order among the rest: little endian as it ordered them; a compressed syntax
+    // first stays first (only instances stored in it can go out in it, and only in it); with no
+    // little endian offered, big endian stays (instances stored so can still be sent).
+    assert.deepEqual(results(r), [[0, EXPLICIT], [0, IMPLICIT], [0, JPEG], [0, BE]]);
+    // preferred_transfer_syntaxes orders what is left.
+    assert.deepEqual(results(r, { ...policy, preferred: [BE, IMPLICIT] }), [[0, IMPLICIT], [0, IMPLICIT], [0, JPEG], [0, BE]]);
+    // Without the SCP role (no C-GET sub-operation goes out on it): the requestor's first syntax.
+    const storeOnly = rq([[CT, [BE, EXPLICIT, IMPLICIT]], [MR, [DEFLATED, IMPLICIT, EXPLICIT]]]);
+    storeOnly.userInformation.roleSelections = [{ sopClassUid: CT, scuRole: true, scpRole: false }];
+    assert.deepEqual(results(storeOnly), [[0, BE], [0, DEFLATED]]);
+    // The SCP role proposed but not granted (the node may not retrieve): as a store-only context.
+    assert.deepEqual(
+      negotiate(r, policy, { store: true, find: true, retrieve: false }).ac.presentationContexts.map((c) => [c.result, c.transferSyntax]),
+      [[0, BE], [0, DEFLATED], [0, JPEG], [0, BE]],
+    );
+  });
+
   it('uses the allow-list when accept-all is off', () => {
     assert.deepEqual(results(rq([[CT, [JPEG, IMPLICIT]], [CT, [JPEG]]]), { ...policy, acceptAll: false, accepted: [IMPLICIT] }), [[0, IMPLICIT], [4, '']]);
   });
