@@ -239,6 +239,26 @@ describe('C-FIND SCP with DCMTK findscu', () => {
     assert.deepEqual(uniqueKeys(all, 'instance'), corpus.files.map((x) => x.sopUid).sort());
   });
 
+  it('`*` as the study or series UID of a level above is universal matching, as an empty value (PS3.4 C.2.2.2.4); a value that is no UID is refused naming the key', async () => {
+    const star = await findscu(d.port, '-S', ['QueryRetrieveLevel=SERIES', 'StudyInstanceUID=*', 'SeriesInstanceUID']);
+    assertSuccess(star);
+    const empty = await findscu(d.port, '-S', ['QueryRetrieveLevel=SERIES', 'StudyInstanceUID', 'SeriesInstanceUID']);
+    assertSuccess(empty);
+    assert.equal(star.answers.length, new Set(corpus.files.map((f) => f.seriesUid)).size);
+    assert.deepEqual(uniqueKeys(star, 'series'), uniqueKeys(empty, 'series'));
+
+    const f = corpus.files[0];
+    assert.ok(f);
+    const images = await findscu(d.port, '-S', ['QueryRetrieveLevel=IMAGE', `StudyInstanceUID=${f.studyUid}`, 'SeriesInstanceUID=*', 'SOPInstanceUID']);
+    assertSuccess(images);
+    assert.deepEqual(uniqueKeys(images, 'instance'), await qido(d.archive, 'instance', [], { studyUid: f.studyUid }));
+
+    const bad = await findscu(d.port, '-S', ['QueryRetrieveLevel=SERIES', 'StudyInstanceUID=1.2.x', 'SeriesInstanceUID']);
+    assert.deepEqual(bad.statuses, [0xa900]);
+    assert.match(bad.log, /\(0020,000d\)/i);
+    assert.doesNotMatch(bad.log, /path/);
+  });
+
   it('answers in Implicit VR Little Endian when that is the context', async () => {
     const r = await findscu(d.port, '-S', ['QueryRetrieveLevel=STUDY', 'StudyDate=-20191231', 'StudyInstanceUID', 'PatientName'], ['-xi']);
     assertSuccess(r);

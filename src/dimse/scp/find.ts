@@ -15,6 +15,7 @@ import { personNameString } from '../../dicom/json.js';
 import type { QueryLevel } from '../../dicom/query-model.js';
 import { EXPLICIT_VR_LE } from '../../dicom/transfer-syntax.js';
 import type { DicomJsonDataset, DicomJsonElement, DicomJsonValue, PersonName, Tag, VR } from '../../dicom/types.js';
+import { isAddressableUid } from '../../dicom/uid.js';
 import { encodeDicomJsonDataset, encodeFileMeta } from '../../dicom/writer.js';
 import { PATIENT_ROOT_FIND, STUDY_ROOT_FIND } from '../acse/sop-classes.js';
 import { CommandField, DATA_SET_PRESENT, NO_DATA_SET, type CommandSet } from '../message/command.js';
@@ -160,13 +161,16 @@ export function plan(ds: DicomJsonDataset, sopClassUid: string): Plan {
       p.unsupportedMatching = true;
       continue;
     }
-    // The unique keys of the levels above are the query's scope (a single UID; a list is matched as a key).
+    // The unique keys of the levels above are the query's scope when they name one UID; anything
+    // else (a list, `*` for universal matching, a value that is no UID) is matched as a key, which
+    // validates it as one (PS3.4 C.2.2.2.4: `*` alone matches everything).
     const single = value.trim().replace(/\0+$/, '');
-    if (tag === '0020000D' && level !== 'study' && level !== 'patient' && !single.includes('\\')) {
+    const scope = isAddressableUid(single);
+    if (tag === '0020000D' && level !== 'study' && level !== 'patient' && scope) {
       p.studyUid = single;
       continue;
     }
-    if (tag === '0020000E' && level === 'instance' && !single.includes('\\')) {
+    if (tag === '0020000E' && level === 'instance' && scope) {
       p.seriesUid = single;
       continue;
     }
