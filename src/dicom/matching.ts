@@ -6,7 +6,7 @@
 import { DicomQueryError } from './errors.js';
 import { indexedAttribute } from './indexed.js';
 import { normalizePersonName } from './person-name.js';
-import type { Constraint } from './query-model.js';
+import { lowerBoundShortForms, type Constraint } from './query-model.js';
 import type { Tag, VR } from './types.js';
 
 export interface BuildConstraintOptions {
@@ -210,7 +210,7 @@ export function matchesConstraint(value: string | undefined, c: Constraint, vr?:
       return pnCandidates(normalizePersonName(v), q.includes('=')).some((cand) => re.test(cand));
     }
     case 'range':
-      return (c.from === undefined || v >= c.from) && (c.to === undefined || v <= c.to);
+      return (c.from === undefined || v >= c.from || lowerBoundShortForms(c.from).includes(v)) && (c.to === undefined || v <= c.to);
     case 'fuzzy': {
       const words = pnWords(normalizePersonName(v));
       return pnWords(normalizePersonName(c.value)).every((qw) => words.some((w) => w.startsWith(qw)));

@@ -31,3 +31,25 @@ export interface Query {
   limit: number;
   offset: number;
 }
+
+/**
+ * The shorter spellings of the instant a range's lower bound names: `093000` is also `0930` and
+ * `09`, `20210615140000` also `2021061514` (PS3.5 6.2: TM and DT values may omit trailing
+ * components). Stored so, a value sorts before the bound it equals (`"0930" < "093000"`), so a
+ * text comparison alone would leave it out of `093000-094500` (PS3.4 C.2.2.2.5: times and
+ * date-times are compared as such, not as strings); matching these by equality keeps the
+ * comparison usable by an index. Empty for a bound without trailing zeros (a DA, usually) and
+ * for one with a UTC offset.
+ */
+export function lowerBoundShortForms(from: string): string[] {
+  const forms: string[] = [];
+  // A DT with a UTC offset (`…+0100`) ends in the offset, not in the digits of the instant.
+  if (/[+-]/.test(from)) return forms;
+  for (let k = from.length - 1; k >= 1; k--) {
+    // What is dropped must be zeros only, with at most the fraction's point among them.
+    if (!/^0*(\.0*)?$/.test(from.slice(k))) break;
+    const form = from.slice(0, k);
+    if (!form.endsWith('.')) forms.push(form);
+  }
+  return forms;
+}

@@ -38,6 +38,7 @@ const TAG = {
   SOPClassUID: '00080016',
   StudyDate: '00080020',
   StudyTime: '00080030',
+  AcquisitionDateTime: '0008002A',
   AccessionNumber: '00080050',
   Modality: '00080060',
   ModalitiesInStudy: '00080061',
@@ -695,6 +696,25 @@ export function metadataStoreContract(name: string, factory: () => Promise<Metad
         assert.deepEqual(await range(TAG.StudyTime, undefined, '0800'), [d1.studyUid]);
         assert.deepEqual(await range(TAG.StudyTime, '2359'), [d3.studyUid]);
         assert.deepEqual(await matchStudies(issuer, [single(TAG.StudyDate, '20241231')]), [d3.studyUid]);
+      });
+
+      it('time and date-time ranges match values stored with fewer digits (HH, HHMM, YYYYMMDDHH) as the instants they name', async () => {
+        const issuer = token();
+        const hour = makeRecord({ issuer, studyTime: '09', extra: { [TAG.AcquisitionDateTime]: { vr: 'DT', Value: ['2021061514'] } } });
+        const minute = makeRecord({ issuer, studyTime: '0930' });
+        const late = makeRecord({ issuer, studyTime: '0929' });
+        const full = makeRecord({ issuer, studyTime: '093000.5' });
+        for (const r of [hour, minute, late, full]) await commit(r);
+        const range = (from?: string, to?: string): Promise<string[]> => matchStudies(issuer, [{ kind: 'range', tag: TAG.StudyTime, from, to }]);
+        assert.deepEqual(await range('0900', '1000'), [hour.studyUid, minute.studyUid, late.studyUid, full.studyUid].sort());
+        assert.deepEqual(await range('093000', '094500'), [minute.studyUid, full.studyUid].sort());
+        assert.deepEqual(await range('093000.000', '093000.999'), [minute.studyUid, full.studyUid].sort());
+        assert.deepEqual(await range('090001'), [minute.studyUid, late.studyUid, full.studyUid].sort());
+        assert.deepEqual(await range(undefined, '0929'), [hour.studyUid, late.studyUid].sort());
+        // A header (non-indexed) date-time, at instance level.
+        const dt = async (from: string, to: string): Promise<string[]> => (await instancesOf(issuer, [{ kind: 'range', tag: TAG.AcquisitionDateTime, from, to }])).map((r) => r.sopUid);
+        assert.deepEqual(await dt('20210615140000', '20210615150000'), [hour.sopUid]);
+        assert.deepEqual(await dt('20210615140001', '20210615150000'), []);
       });
 
       it('ModalitiesInStudy matches any series modality of the study, single or list', async () => {

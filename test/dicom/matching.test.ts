@@ -2,13 +2,23 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DicomQueryError } from '../../src/dicom/errors.js';
 import { buildConstraint, escapeLike, matchesConstraint, wildcardToLike } from '../../src/dicom/matching.js';
-import type { Constraint } from '../../src/dicom/query-model.js';
+import { lowerBoundShortForms, type Constraint } from '../../src/dicom/query-model.js';
 import type { VR } from '../../src/dicom/types.js';
 
 const PATIENT_NAME = '00100010';
 const STUDY_DATE = '00080020';
 const STUDY_TIME = '00080030';
 const STUDY_UID = '0020000D';
+
+describe('lowerBoundShortForms', () => {
+  it('the shorter spellings of a bound: only zeros (and the point of a fraction of zeros) dropped', () => {
+    assert.deepEqual(lowerBoundShortForms('093000'), ['09300', '0930', '093']);
+    assert.deepEqual(lowerBoundShortForms('090000.000'), ['090000.00', '090000.0', '090000', '09000', '0900', '090', '09']);
+    assert.deepEqual(lowerBoundShortForms('20210615140000'), ['2021061514000', '202106151400', '20210615140', '2021061514']);
+    assert.deepEqual(lowerBoundShortForms('20240105'), []);
+    assert.deepEqual(lowerBoundShortForms('120000+0100'), []);
+  });
+});
 
 describe('buildConstraint', () => {
   const cases: { name: string; tag: string; vr: VR; value: string; fuzzy?: boolean; expect: Constraint | null }[] = [
@@ -131,6 +141,10 @@ describe('matchesConstraint', () => {
     { name: 'date after a range', value: '20210101', c: { kind: 'range', tag: STUDY_DATE, from: '20200101', to: '20201231' }, expect: false },
     { name: 'open-ended range', value: '20990101', c: { kind: 'range', tag: STUDY_DATE, from: '20200101' }, expect: true },
     { name: 'time within a completed upper bound', value: '123045.5', c: { kind: 'range', tag: STUDY_TIME, to: '123059.999999' }, expect: true },
+    { name: 'a time stored as HHMM is the instant the longer lower bound names', value: '0930', c: { kind: 'range', tag: STUDY_TIME, from: '093000', to: '094559.999999' }, expect: true },
+    { name: 'a time stored as HH matches a lower bound with zeros after it (and a fraction of zeros)', value: '09', c: { kind: 'range', tag: STUDY_TIME, from: '090000.000' }, expect: true },
+    { name: 'a shorter time before the lower bound does not match', value: '0929', c: { kind: 'range', tag: STUDY_TIME, from: '093000' }, expect: false },
+    { name: 'a shorter time is not the instant of a bound with non-zero digits after it', value: '09', c: { kind: 'range', tag: STUDY_TIME, from: '090001' }, expect: false },
     { name: 'fuzzy: every query word prefixes a name word', value: 'DOE^JOHNATHAN', c: { kind: 'fuzzy', tag: PATIENT_NAME, value: 'jo do' }, expect: true },
     { name: 'fuzzy: a word that prefixes nothing fails', value: 'DOE^JOHN', c: { kind: 'fuzzy', tag: PATIENT_NAME, value: 'doe ja' }, expect: false },
     { name: 'fuzzy: infix is not a prefix', value: 'DOE^JOHN', c: { kind: 'fuzzy', tag: PATIENT_NAME, value: 'oe' }, expect: false },

@@ -3,7 +3,7 @@ import { StorageError } from '../errors.js';
 import { indexedAttribute, levelIncludes, MODALITIES_IN_STUDY, type IndexedKind } from '../../dicom/indexed.js';
 import { informationLevel } from '../../dicom/levels.js';
 import { normalizePersonName } from '../../dicom/person-name.js';
-import type { Constraint, Query, QueryLevel } from '../../dicom/query-model.js';
+import { lowerBoundShortForms, type Constraint, type Query, type QueryLevel } from '../../dicom/query-model.js';
 import type { Dialect } from './dialect.js';
 import type { IndexDatabase } from './schema.js';
 
@@ -54,7 +54,8 @@ function and(parts: RawBuilder<SqlBool>[]): RawBuilder<SqlBool> {
   return sql<SqlBool>`(${sql.join(parts, sql` AND `)})`;
 }
 
-function rangeOn(ref: RawBuilder<unknown>, from: string | undefined, to: string | undefined, numeric: boolean): RawBuilder<SqlBool> {
+/** `temporal`: DA/TM/DT text, whose lower bound also matches its shorter spellings (lowerBoundShortForms). */
+function rangeOn(ref: RawBuilder<unknown>, from: string | undefined, to: string | undefined, numeric: boolean, dialect: Dialect, temporal: boolean): RawBuilder<SqlBool> {
   const parts: RawBuilder<SqlBool>[] = [];
   if (numeric) {
     const f = from === undefined || from === '' ? undefined : Number(from);
@@ -63,7 +64,12 @@ function rangeOn(ref: RawBuilder<unknown>, from: string | undefined, to: string 
     if (f !== undefined) parts.push(sql<SqlBool>`${ref} >= ${f}`);
     if (t !== undefined) parts.push(sql<SqlBool>`${ref} <= ${t}`);
   } else {
-    if (from !== undefined && from !== '') parts.push(sql<SqlBool>`${ref} >= ${from}`);
+    if (from !== undefined && from !== '') {
+      // A value stored with fewer digits than the bound (`0930` for `093000`) is the same instant.
+      const shorter = temporal ? lowerBoundShortForms(from) : [];
+      const atLeast = sql<SqlBool>`${ref} >= ${from}`;
+      parts.push(shorter.length === 0 ? atLeast : sql<SqlBool>`(${atLeast} OR ${dialect.inList(ref, shorter)})`);
+    }
     // The upper bound covers every value it is a prefix of (`-1100` includes 11:00:59, a DA bound its
     // whole day): DA/TM/DT text is digits, '.', '+' and '-', all below '~', so `<= to || '~'` does it
     // while keeping the column's index usable (a SUBSTR() would not).
@@ -128,7 +134,7 @@ function personNameCondition(ref: RawBuilder<unknown>, c: Constraint, dialect: D
       return dialect.inList(ref, values);
     }
     case 'range':
-      return rangeOn(ref, c.from === undefined ? undefined : normalizePersonName(c.from), c.to === undefined ? undefined : normalizePersonName(c.to), false);
+      return rangeOn(ref, c.from === undefined ? undefined : normalizePersonName(c.from), c.to === undefined ? undefined : normalizePersonName(c.to), false, dialect, false);
   }
 }
 
@@ -164,7 +170,8 @@ function valueCondition(ref: RawBuilder<unknown>, kind: MatchKind, c: Constraint
     }
     case 'range':
       if ((c.from === undefined || c.from === '') && (c.to === undefined || c.to === '')) return undefined;
-      return rangeOn(ref, c.from, c.to, numeric);
+      // Range matching is built for DA, TM and DT keys only (dicom/matching.ts).
+      return rangeOn(ref, c.from, c.to, numeric, dialect, !numeric);
   }
 }
 
