@@ -38,6 +38,9 @@ const TAG = {
   SOPClassUID: '00080016',
   StudyDate: '00080020',
   StudyTime: '00080030',
+  ImagePositionPatient: '00200032',
+  OperatorsName: '00081070',
+  ImageType: '00080008',
   AcquisitionDateTime: '0008002A',
   AccessionNumber: '00080050',
   Modality: '00080060',
@@ -759,6 +762,31 @@ export function metadataStoreContract(name: string, factory: () => Promise<Metad
         assert.deepEqual(await sops({ kind: 'list', tag: TAG.Rows, values: ['256', '1024'] }), [b.sopUid]);
         assert.deepEqual(await sops(single(TAG.PerformingPhysicianName, 'House^Gregory')), [a.sopUid]);
         assert.deepEqual(await sops(single(TAG.ManufacturerModelName, 'Absent')), []);
+      });
+
+      it('a non-indexed attribute of several values matches when any value does (PS3.4 C.2.2.3)', async () => {
+        const issuer = token();
+        const a = makeRecord({
+          issuer,
+          extra: {
+            [TAG.ImageType]: { vr: 'CS', Value: ['ORIGINAL', 'PRIMARY', 'AXIAL'] },
+            [TAG.OperatorsName]: { vr: 'PN', Value: [{ Alphabetic: 'Alpha^Op' }, { Alphabetic: 'Beta^Op' }] },
+            [TAG.ImagePositionPatient]: { vr: 'DS', Value: [-125, 7.5, 40] },
+          },
+        });
+        const b = makeRecord({ issuer, extra: { [TAG.ImageType]: { vr: 'CS', Value: ['DERIVED', 'SECONDARY', 'LOCALIZER'] } } });
+        for (const r of [a, b]) await commit(r);
+        const sops = async (c: Constraint): Promise<string[]> => (await instancesOf(issuer, [c])).map((r) => r.sopUid).sort();
+        assert.deepEqual(await sops(single(TAG.ImageType, 'AXIAL')), [a.sopUid]);
+        assert.deepEqual(await sops(single(TAG.ImageType, 'ORIGINAL')), [a.sopUid]);
+        assert.deepEqual(await sops({ kind: 'wildcard', tag: TAG.ImageType, pattern: '*LOCAL*' }), [b.sopUid]);
+        assert.deepEqual(await sops({ kind: 'list', tag: TAG.ImageType, values: ['AXIAL', 'LOCALIZER'] }), [a.sopUid, b.sopUid].sort());
+        assert.deepEqual(await sops(single(TAG.ImageType, 'ORIGINAL\\PRIMARY')), []);
+        assert.deepEqual(await sops(single(TAG.OperatorsName, 'Beta^Op')), [a.sopUid]);
+        assert.deepEqual(await sops(single(TAG.ImagePositionPatient, '7.5')), [a.sopUid]);
+        assert.deepEqual(await sops(single(TAG.ImagePositionPatient, '-125')), [a.sopUid]);
+        // A study-level query reaches the instances' values too.
+        assert.deepEqual((await studies(issuer, [single(TAG.ImageType, 'LOCALIZER')])).map((s) => s.studyUid), [b.studyUid]);
       });
 
       it('non-indexed attributes match on the record of their own level, and below a higher-level query', async () => {

@@ -170,8 +170,9 @@ function valueCondition(ref: RawBuilder<unknown>, kind: MatchKind, c: Constraint
     }
     case 'range':
       if ((c.from === undefined || c.from === '') && (c.to === undefined || c.to === '')) return undefined;
-      // Range matching is built for DA, TM and DT keys only (dicom/matching.ts).
-      return rangeOn(ref, c.from, c.to, numeric, dialect, !numeric);
+      // Range matching is built for DA, TM and DT keys only (dicom/matching.ts). An indexed DA
+      // column holds 8 digits always: its plans stay those of a plain range.
+      return rangeOn(ref, c.from, c.to, numeric, dialect, kind === 'time' || kind === 'json');
   }
 }
 
@@ -244,13 +245,15 @@ function constraintCondition(level: QueryLevel, c: Constraint, dialect: Dialect)
     return existsBelow(level, attr.level, (alias) => valueCondition(sql.ref(`${alias}.${column}`), attr.kind, c, dialect) ?? TRUE);
   }
   if (!/^[0-9A-F]{8}$/.test(tag)) throw new StorageError('INVALID_QUERY', `not a DICOM tag: ${c.tag}`);
-  // Not indexed: the first value (PN: of its Alphabetic group) in the header of the record the
+  // Not indexed: any of its values (PN: their Alphabetic group) in the header of the record the
   // attribute belongs to (dicom/levels.ts: patient, study and series rows keep only their own
   // levels' attributes; instance headers are complete). An attribute of a lower level than the
   // query's matches when any record below matches, like the indexed ones.
   const owner = headerOwner(level, tag);
-  const onHeader = (header: string): RawBuilder<SqlBool> | undefined =>
-    valueCondition(sql`COALESCE(${dialect.jsonFirstValueText(header, tag, 'Alphabetic')}, ${dialect.jsonFirstValueText(header, tag)})`, 'json', c, dialect);
+  const onHeader = (header: string): RawBuilder<SqlBool> | undefined => {
+    if (valueCondition(sql`NULL`, 'json', c, dialect) === undefined) return undefined;
+    return dialect.jsonAnyValue(header, tag, (text) => valueCondition(text, 'json', c, dialect) ?? TRUE);
+  };
   if (levelIncludes(level, owner)) return onHeader(`${ALIAS[owner]}.header`);
   if (onHeader('x.header') === undefined) return undefined;
   return existsBelow(level, owner, (alias) => onHeader(`${alias}.header`) ?? TRUE);

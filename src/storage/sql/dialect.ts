@@ -14,11 +14,12 @@ export interface Dialect {
    */
   like(expr: Expression<unknown> | RawBuilder<unknown>, pattern: string): RawBuilder<SqlBool>;
   /**
-   * The first value of `tag` in the DICOM JSON header column `headerRef` (a qualified column
-   * name such as `se.header`), as text; with `member`, that member of the first value
-   * (PN `Alphabetic`). NULL when absent.
+   * Whether any value of `tag` in the DICOM JSON header column `headerRef` (a qualified column
+   * name such as `se.header`) satisfies `cond`, which is given each value as text: a PN's
+   * Alphabetic group (else the value's JSON), a number as its text. PS3.4 C.2.2.3: an attribute
+   * of several values matches when any of them does. False when absent or without values.
    */
-  jsonFirstValueText(headerRef: string, tag: Tag, member?: string): RawBuilder<string | null>;
+  jsonAnyValue(headerRef: string, tag: Tag, cond: (valueText: RawBuilder<string | null>) => RawBuilder<SqlBool>): RawBuilder<SqlBool>;
   /**
    * `expr` equals one of `values` (non-empty), with ONE bound parameter whatever the list's length:
    * a DICOM list (UID lists of C-FIND/C-GET/QIDO) may hold 100,000 values, far more than an engine
@@ -41,7 +42,6 @@ export interface Dialect {
 }
 
 const TAG_RE = /^[0-9A-Fa-f]{8}$/;
-const MEMBER_RE = /^[A-Za-z]+$/;
 
 export function assertTag(tag: Tag): string {
   if (!TAG_RE.test(tag)) throw new Error(`not a DICOM tag: ${tag}`);
@@ -73,12 +73,12 @@ function parseJson(v: unknown): DicomJsonDataset {
 export const sqliteDialect: Dialect = {
   name: 'sqlite',
   like: (expr, pattern) => sql<SqlBool>`${expr} LIKE ${pattern} ESCAPE '\\'`,
-  jsonFirstValueText(headerRef, tag, member) {
-    const t = assertTag(tag);
-    if (member !== undefined && !MEMBER_RE.test(member)) throw new Error(`bad JSON member ${member}`);
-    const path = `$."${t}".Value[0]${member === undefined ? '' : `.${member}`}`;
-    // json_extract returns numbers for IS/DS/US…: CAST makes every value comparable as text.
-    return sql<string | null>`CAST(json_extract(${sql.ref(headerRef)}, ${path}) AS TEXT)`;
+  jsonAnyValue(headerRef, tag, cond) {
+    const path = `$."${assertTag(tag)}".Value`;
+    // json_each's `atom` is a text or number value itself (numbers CAST to text, to compare as the
+    // bound values are); an object (a PN) gives its Alphabetic group, else its JSON text.
+    const text = sql<string | null>`CAST(CASE WHEN mv.type = 'object' THEN COALESCE(json_extract(mv.value, '$.Alphabetic'), mv.value) ELSE mv.atom END AS TEXT)`;
+    return sql<SqlBool>`EXISTS (SELECT 1 FROM json_each(${sql.ref(headerRef)}, ${path}) AS mv WHERE ${cond(text)})`;
   },
   // json_each's `value` keeps each element's JSON type (text, integer, real): compared as the
   // bound values would be. The sub-query is evaluated once into an ephemeral index.
@@ -97,13 +97,12 @@ export const sqliteDialect: Dialect = {
 export const postgresDialect: Dialect = {
   name: 'postgres',
   like: (expr, pattern) => sql<SqlBool>`${expr} LIKE ${pattern} ESCAPE '\\'`,
-  jsonFirstValueText(headerRef, tag, member) {
-    const t = assertTag(tag);
-    // Tag and member are validated, so they are inlined as literals: `->` is overloaded
-    // (text/int) and an untyped parameter would be ambiguous.
-    if (member === undefined) return sql<string | null>`(${sql.ref(headerRef)}->${sql.lit(t)}->'Value'->>0)`;
-    if (!MEMBER_RE.test(member)) throw new Error(`bad JSON member ${member}`);
-    return sql<string | null>`(${sql.ref(headerRef)}->${sql.lit(t)}->'Value'->0->>${sql.lit(member)})`;
+  jsonAnyValue(headerRef, tag, cond) {
+    // The tag is validated, so it is inlined as a literal: `->` is overloaded (text/int) and an
+    // untyped parameter would be ambiguous. `#>> '{}'` is a scalar's text (a string unquoted).
+    const values = sql`${sql.ref(headerRef)}->${sql.lit(assertTag(tag))}->'Value'`;
+    const text = sql<string | null>`COALESCE(mv.v->>'Alphabetic', mv.v #>> '{}')`;
+    return sql<SqlBool>`EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(${values}) = 'array' THEN ${values} END) AS mv(v) WHERE ${cond(text)})`;
   },
   // Text: `IN (SELECT unnest(?::text[]))`, not `= ANY(?::text[])`: the planner expects `= ANY` of
   // 50,000 values to match 50,000 rows and walks the whole table with a hashed filter (studies_pkey
