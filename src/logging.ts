@@ -42,6 +42,9 @@ export function createLogger(logging: LoggingConfig, options: CreateLoggerOption
     level: spec.level,
     redact: { paths: [...REDACT_PATHS] },
     timestamp: pino.stdTimeFunctions.isoTime,
+    // `level` is the line's severity: a logged object's own `level` (a query level, say) would be
+    // written as a second `level` key, which JSON readers take instead of the severity.
+    formatters: { log: (object) => ('level' in object ? renameLevel(object) : object) },
     onChild: (child) => {
       const name: unknown = child.bindings().component;
       const level = typeof name === 'string' ? overrides[name] : undefined;
@@ -52,6 +55,11 @@ export function createLogger(logging: LoggingConfig, options: CreateLoggerOption
   const root = destination === undefined ? pino(pinoOptions) : pino(pinoOptions, destination);
   componentLevels.set(root, overrides);
   return root;
+}
+
+function renameLevel(object: Record<string, unknown>): Record<string, unknown> {
+  const { level, ...rest } = object;
+  return { ...rest, fieldLevel: level };
 }
 
 /** A child logger for one component (`dimse`, `http`, `archive`, `storage`, a plugin id …). */

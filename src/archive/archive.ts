@@ -158,7 +158,9 @@ export function createArchive(deps: ArchiveDeps): Archive {
       for (const key of result.blobKeys) {
         await blobs.delete(key).catch((err: unknown) => logger.warn({ blobKey: key, err: errorMessage(err) }, 'blob delete failed (gc will retry)'));
       }
-      logger.info({ ...target, origin: ctx.origin.protocol, instances: result.instances }, 'removed');
+      // `level` is the logger's own field (the severity): the removed level goes as `removed`.
+      const { level: removed, ...uids } = target;
+      logger.info({ removed, ...uids, origin: ctx.origin.protocol, instances: result.instances }, 'removed');
       if (target.level === 'study') events.emit({ type: 'StudyDeleted', studyUid: target.studyUid });
       return result;
     },

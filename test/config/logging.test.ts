@@ -37,6 +37,22 @@ describe('parseLogLevel', () => {
 });
 
 describe('createLogger', () => {
+  it('never writes a second `level` key: a logged `level` field is renamed, the severity stays', () => {
+    const out = capture();
+    const root = createLogger({ level: 'info', format: 'json' }, { destination: out.stream });
+    root.info({ level: 'study', studyUid: '1.2.3' }, 'removed');
+    componentLogger(root, 'dimse').warn({ level: 'series' }, 'C-MOVE');
+    const text = out.text().trim().split('\n');
+    for (const line of text) assert.equal(line.match(/"level":/g)?.length, 1, line);
+    assert.deepEqual(
+      out.lines().map((l) => [l['level'], l['fieldLevel'], l['msg']]),
+      [
+        [30, 'study', 'removed'],
+        [40, 'series', 'C-MOVE'],
+      ],
+    );
+  });
+
   it('writes JSON at the default level and gives components their override', () => {
     const out = capture();
     const root = createLogger({ level: 'info,dimse=debug,http=error', format: 'json' }, { destination: out.stream });

@@ -209,7 +209,7 @@ export function createFindHandler(deps: FindDeps): FindHandler {
     const started = Date.now();
     let matches = 0;
     const log = (status: number, level?: QueryLevel): void => {
-      ctx.logger.debug({ callingAe: ctx.callingAe, sopClassUid, level, matches, status: status.toString(16).padStart(4, '0'), durationMs: Date.now() - started }, 'C-FIND');
+      ctx.logger.debug({ callingAe: ctx.callingAe, sopClassUid, queryLevel: level, matches, status: status.toString(16).padStart(4, '0'), durationMs: Date.now() - started }, 'C-FIND');
     };
 
     if (req.affectedSopClassUid !== undefined && req.affectedSopClassUid !== sopClassUid) {

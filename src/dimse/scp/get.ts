@@ -61,7 +61,7 @@ export function createGetHandler(deps: GetDeps): GetHandler {
     }
     const selected = await planAndSelect(archive, ctx, identifier, io.ended, 'C-GET');
     if (!selected.ok) {
-      log(selected.status, selected.level !== undefined ? { level: selected.level } : {});
+      log(selected.status, selected.level !== undefined ? { queryLevel: selected.level } : {});
       yield respond(selected.status, { errorComment: selected.errorComment, ...(selected.offending !== undefined ? { offending: selected.offending } : {}) });
       return;
     }
@@ -81,7 +81,7 @@ export function createGetHandler(deps: GetDeps): GetHandler {
     if (io.ended.aborted) return;
     const cancelled = io.cancelled.aborted && sub.remaining > 0;
     const status = sub.finalStatus(cancelled);
-    log(status, { level: selected.level, total: sub.total, completed: sub.completed, failed: sub.failed, warning: sub.warning, reencoded, bytes });
+    log(status, { queryLevel: selected.level, total: sub.total, completed: sub.completed, failed: sub.failed, warning: sub.warning, reencoded, bytes });
     yield respond(status, { counts: sub, remaining: cancelled });
 
     /** One sub-operation: a failure before anything is sent fails it alone; a broken association ends the C-GET. */

@@ -78,7 +78,7 @@ export function createMoveHandler(deps: MoveDeps): MoveHandler {
 
     const selected = await planAndSelect(archive, ctx, identifier, signals.ended, 'C-MOVE');
     if (!selected.ok) {
-      log(selected.status, selected.level !== undefined ? { level: selected.level } : {});
+      log(selected.status, selected.level !== undefined ? { queryLevel: selected.level } : {});
       yield respond(selected.status, { errorComment: selected.errorComment, ...(selected.offending !== undefined ? { offending: selected.offending } : {}) });
       return;
     }
@@ -88,7 +88,7 @@ export function createMoveHandler(deps: MoveDeps): MoveHandler {
     const sub = new SubOperations(instances.length);
     const done = (cancelled: boolean): RetrieveResponse => {
       const status = sub.finalStatus(cancelled);
-      log(status, { level: selected.level, total: sub.total, completed: sub.completed, failed: sub.failed, warning: sub.warning });
+      log(status, { queryLevel: selected.level, total: sub.total, completed: sub.completed, failed: sub.failed, warning: sub.warning });
       return respond(status, { counts: sub, remaining: cancelled });
     };
     if (instances.length === 0 || signals.cancelled.aborted) {
@@ -158,7 +158,7 @@ export function createMoveHandler(deps: MoveDeps): MoveHandler {
       ctx.logger.warn({ callingAe: ctx.callingAe, destination: destination.aeTitle, err: message }, 'C-MOVE destination unreachable');
       for (const row of instances.slice(sub.completed + sub.failed + sub.warning)) sub.record('failure', row.sopUid);
       const status = RetrieveStatus.UNABLE_TO_PERFORM_SUBOPERATIONS;
-      log(status, { level: selected.level, total: sub.total, failed: sub.failed });
+      log(status, { queryLevel: selected.level, total: sub.total, failed: sub.failed });
       yield respond(status, { counts: sub, errorComment: `cannot store to ${destination.aeTitle}` });
       return;
     }
