@@ -16,7 +16,7 @@ import { negotiate, type AcceptedContext, type NegotiationPolicy, type Negotiate
 import { MessageAssembler, type IncomingMessage } from '../message/assembler.js';
 import { CommandField, NO_DATA_SET, encodeCommandSet, type CommandSet } from '../message/command.js';
 import { SendTimeSlice, fragmentPdus, sendDataSetPdus, sendPdus } from '../message/fragment.js';
-import { Status } from '../message/status.js';
+import { Status, storeOutcomeOf } from '../message/status.js';
 import { AbortReason, AbortSource, type AssociateRq } from '../pdu/types.js';
 import { UpperLayer, type AbortIndication } from '../ul/association.js';
 import { MAX_OTHER_PDU_LENGTH } from '../ul/framer.js';
@@ -89,7 +89,8 @@ export class Acceptor {
   private endDetail: string | undefined;
   /** The peer sent A-RELEASE-RQ: it can send nothing more (PS3.8 Sta7), so no C-GET sub-operation can be answered. */
   private releaseRequested = false;
-  private readonly operations = { echo: 0, store: 0, storeFailed: 0, find: 0, move: 0, get: 0, cancel: 0 };
+  /** C-STOREs answered with a warning (B000, B007) count in storeWarning, failures in storeFailed. */
+  private readonly operations = { echo: 0, store: 0, storeWarning: 0, storeFailed: 0, find: 0, move: 0, get: 0, cancel: 0 };
   /** Sub-operations of this association's C-MOVEs and C-GETs, from their final responses. */
   private readonly subOperations = { completed: 0, failed: 0, warning: 0 };
   /** C-GET sub-operations waiting for their C-STORE-RSP, by Message ID. */
@@ -384,7 +385,9 @@ export class Acceptor {
           return single(refusal(command, Status.NOT_AUTHORIZED, 'storage SCU role not accepted on this context'));
         }
         const r = await handleStore(this.deps.archive, ctx, command, msg.dataSet);
-        if (r.response.status !== Status.SUCCESS) this.operations.storeFailed++;
+        const outcome = storeOutcomeOf(r.response.status ?? Status.PROCESSING_FAILURE);
+        if (outcome === 'warning') this.operations.storeWarning++;
+        else if (outcome === 'failure') this.operations.storeFailed++;
         ctx.logger.debug({ callingAe: ctx.callingAe, sopInstanceUid: r.sopInstanceUid, status: r.response.status, bytes: r.bytes }, 'C-STORE');
         return single(r.response);
       }
