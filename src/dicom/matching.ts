@@ -22,6 +22,14 @@ const DECIMAL_VRS: ReadonlySet<VR> = new Set<VR>(['DS', 'FL', 'FD']);
 const INTEGER = /^[+-]?\d+$/;
 const UNSIGNED = /^\+?\d+$/;
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+/** The value range of the integer VRs of 32 bits or less (PS3.5 6.2): a key outside it names no value. */
+const INTEGER_RANGE: Readonly<Partial<Record<VR, readonly [number, number]>>> = {
+  IS: [-(2 ** 31), 2 ** 31 - 1],
+  SL: [-(2 ** 31), 2 ** 31 - 1],
+  SS: [-(2 ** 15), 2 ** 15 - 1],
+  US: [0, 2 ** 16 - 1],
+  UL: [0, 2 ** 32 - 1],
+};
 const AT = /^[0-9A-Fa-f]{8}$/;
 
 // PS3.5 6.2 value formats, as prefixes of decreasing precision (range bounds may be partial).
@@ -110,6 +118,8 @@ export function buildConstraint(tag: Tag, vr: VR, rawValue: string, opts: BuildC
   // DICOM pads values with spaces (UIDs with NUL); padding is never significant in a key.
   const value = rawValue.replace(/^[ \0]+|[ \0]+$/g, '');
   if (value === '' || value === '*') return null;
+  // No value holds a NUL (PS3.5 6.1.2: not in any repertoire; trailing NULs are a UID's padding).
+  if (value.includes('\0')) throw invalid(tag, 'a NUL character is not allowed in a value');
   const hasWildcard = value.includes('*') || value.includes('?');
 
   if (vr === 'UI') {
@@ -123,7 +133,8 @@ export function buildConstraint(tag: Tag, vr: VR, rawValue: string, opts: BuildC
   if (vr === 'DA' || vr === 'TM' || vr === 'DT') return temporalConstraint(tag, vr, value);
   if (INTEGER_VRS.has(vr) || UNSIGNED_VRS.has(vr) || DECIMAL_VRS.has(vr)) {
     const re = INTEGER_VRS.has(vr) ? INTEGER : UNSIGNED_VRS.has(vr) ? UNSIGNED : DECIMAL;
-    if (!re.test(value)) throw invalid(tag, `${JSON.stringify(value)} is not a valid ${vr} number`);
+    const range = INTEGER_RANGE[vr];
+    if (!re.test(value) || (range !== undefined && !(Number(value) >= range[0] && Number(value) <= range[1]))) throw invalid(tag, `${JSON.stringify(value)} is not a valid ${vr} number`);
     return { kind: 'single', tag, value };
   }
   if (vr === 'AT') {

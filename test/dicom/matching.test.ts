@@ -33,6 +33,9 @@ describe('buildConstraint', () => {
     { name: 'PN with fuzzymatching is fuzzy', tag: PATIENT_NAME, vr: 'PN', value: 'doe jo', fuzzy: true, expect: { kind: 'fuzzy', tag: PATIENT_NAME, value: 'doe jo' } },
     { name: 'fuzzy does not apply to other VRs', tag: '00080050', vr: 'SH', value: 'A1', fuzzy: true, expect: { kind: 'single', tag: '00080050', value: 'A1' } },
     { name: 'CS single value, trailing padding removed', tag: '00080060', vr: 'CS', value: 'CT ', expect: { kind: 'single', tag: '00080060', value: 'CT' } },
+    { name: 'IS at the ends of its range', tag: '00200013', vr: 'IS', value: '-2147483648', expect: { kind: 'single', tag: '00200013', value: '-2147483648' } },
+    { name: 'UL up to 2^32-1', tag: '00280010', vr: 'UL', value: '4294967295', expect: { kind: 'single', tag: '00280010', value: '4294967295' } },
+    { name: 'a UID padded with a trailing NUL', tag: STUDY_UID, vr: 'UI', value: '1.2.3\0', expect: { kind: 'single', tag: STUDY_UID, value: '1.2.3' } },
     { name: 'StudyDate=20200101-20201231 is a range', tag: STUDY_DATE, vr: 'DA', value: '20200101-20201231', expect: { kind: 'range', tag: STUDY_DATE, from: '20200101', to: '20201231' } },
     { name: 'open-ended date range a-', tag: STUDY_DATE, vr: 'DA', value: '20200101-', expect: { kind: 'range', tag: STUDY_DATE, from: '20200101' } },
     { name: 'open-started date range -b', tag: STUDY_DATE, vr: 'DA', value: '-20201231', expect: { kind: 'range', tag: STUDY_DATE, to: '20201231' } },
@@ -82,6 +85,12 @@ describe('buildConstraint', () => {
     { name: 'a negative US', tag: '00280010', vr: 'US', value: '-1' },
     { name: 'a number wildcard', tag: '00200013', vr: 'IS', value: '1*' },
     { name: 'a sequence', tag: '00081115', vr: 'SQ', value: 'x' },
+    { name: 'an IS beyond 32 bits (PostgreSQL failed on it: 500 / C001)', tag: '00200013', vr: 'IS', value: '99999999999999999999' },
+    { name: 'an IS just past its range', tag: '00200013', vr: 'IS', value: '2147483648' },
+    { name: 'a US past 65535', tag: '00280010', vr: 'US', value: '65536' },
+    { name: 'an SS below its range', tag: '00189219', vr: 'SS', value: '-32769' },
+    { name: 'a NUL inside a PN (PostgreSQL failed on it: 500 / C001)', tag: '00100010', vr: 'PN', value: 'DOE\0*' },
+    { name: 'a NUL inside an LO', tag: '00100020', vr: 'LO', value: 'ID\u0000123' },
   ];
   for (const c of invalid) {
     it(`rejects ${c.name} with INVALID_QUERY naming the key`, () => {
