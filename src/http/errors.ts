@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ArchiveError, type ArchiveErrorCode } from '../archive/errors.js';
 import { UID_ISSUE } from './schemas.js';
+import { loggableError } from '../util/loggable-error.js';
 
 /**
  * The one mapping table ArchiveError code -> HTTP status (ARCHITECTURE rule 7), and the one JSON
@@ -90,7 +91,7 @@ export function errorHandler(err: FastifyError | ArchiveError | Error, request: 
     return;
   }
   // No stack traces (and no PHI) in responses; the log gets the message only.
-  request.log.error({ err: err.message, code: (err as FastifyError).code }, 'unhandled error');
+  request.log.error({ err: loggableError(err), code: (err as FastifyError).code }, 'unhandled error');
   void sendError(reply, 500, 'INTERNAL', 'internal server error');
 }
 

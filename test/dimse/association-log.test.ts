@@ -1,10 +1,13 @@
-// The line logged when an association ends counts its C-STOREs by outcome: a store answered with a
-// warning (here B007, an indexed value that is not valid) is a warning, not a failure.
+// What the DIMSE SCP logs: the line logged when an association ends counts its C-STOREs by outcome
+// (a store answered with a warning, here B007 for an indexed value that is not valid, is a warning,
+// not a failure); an unexpected query error is logged without what its message quotes (a database
+// message can quote the key's value: patient data).
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createFindHandler } from '../../src/dimse/scp/find.js';
 import { generateUid } from '../../src/dicom/uids.js';
 import { writePart10 } from '../../src/dicom/writer.js';
 import { datasetElements, PATIENTS, SOP_CLASS } from '../helpers/corpus.js';
@@ -59,5 +62,32 @@ describe('DIMSE association log line', () => {
     }
     assert.ok(ended, 'the association was logged');
     assert.deepEqual(ended['operations'], { echo: 0, store: 2, storeWarning: 1, storeFailed: 0, find: 0, move: 0, get: 0, cancel: 0 });
+  });
+});
+
+describe('DIMSE: an unexpected query error in the log', () => {
+  it('C-FIND answers C001 and logs the error without the value its message quotes', async () => {
+    const rec = recordingLogger();
+    const d = await startDimse({
+      logger: rec.logger,
+      find: (archive) =>
+        createFindHandler({
+          archive: {
+            settings: archive.settings,
+            query: async () => {
+              throw new Error('invalid input syntax for type integer: "ZZPHINAME^GIVEN"');
+            },
+          },
+        }),
+    });
+    try {
+      const r = await dcmtk('findscu', ['-d', '-S', '-aet', 'LOGTEST', '-aec', AE, '-k', 'QueryRetrieveLevel=STUDY', '-k', 'PatientName=ZZPHINAME^GIVEN', '127.0.0.1', String(d.port)]);
+      assert.match(r.stdout + r.stderr, /0xc001/i);
+      const text = JSON.stringify(rec.lines);
+      assert.match(text, /C-FIND query failed/);
+      assert.doesNotMatch(text, /ZZPHI/);
+    } finally {
+      await d.close();
+    }
   });
 });

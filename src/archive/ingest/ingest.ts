@@ -15,6 +15,7 @@ import { ChunkQueue } from './chunk-queue.js';
 import type { Semaphore } from '../../util/semaphore.js';
 import { extractIndexValues } from './index-values.js';
 import { IngestFailure, IngestWarning, type IngestOutcome } from './outcome.js';
+import { loggableError } from '../../util/loggable-error.js';
 
 export interface IngestDeps {
   metadata: MetadataStore;
@@ -299,7 +300,7 @@ async function commit(deps: IngestDeps, ctx: CallContext, c: CommitInput): Promi
       onPatientMismatch: deps.settings.onPatientMismatch,
     });
   } catch (err) {
-    deps.logger.error({ sopInstanceUid, studyUid, err: errorMessage(err) }, 'index commit failed');
+    deps.logger.error({ sopInstanceUid, studyUid, err: loggableError(err) }, 'index commit failed');
     return fail(IngestFailure.PROCESSING_FAILURE, 'the instance could not be indexed', ids);
   }
 

@@ -24,6 +24,7 @@ import type { OperationContext } from './context.js';
 import { handleEcho } from './echo.js';
 import type { GetHandler, GetIo, MoveHandler, RetrieveSignals } from './retrieve.js';
 import { handleStore } from './store.js';
+import { loggableError } from '../../util/loggable-error.js';
 
 export interface DimsePolicy extends NegotiationPolicy {
   /** server.ae_title */
@@ -127,7 +128,7 @@ export class Acceptor {
         associateIndication: (rq) =>
           void this.onAssociate(rq).catch((err: unknown) => {
             // Never an unhandled rejection (it would end the process): this association only.
-            this.deps.logger.error({ callingAe: rq.callingAe, err: err instanceof Error ? err.message : String(err) }, 'association could not be answered');
+            this.deps.logger.error({ callingAe: rq.callingAe, err: loggableError(err) }, 'association could not be answered');
             this.endDetail ??= 'association could not be answered';
             this.ul.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, 'association could not be answered');
           }),
@@ -208,7 +209,7 @@ export class Acceptor {
         activeAssociations: this.deps.otherAssociations(),
       });
     } catch (err) {
-      this.deps.logger.error({ callingAe: rq.callingAe, err: err instanceof Error ? err.message : String(err) }, 'association admission failed');
+      this.deps.logger.error({ callingAe: rq.callingAe, err: loggableError(err) }, 'association admission failed');
       admission = { ok: false as const, reject: { result: 2 as const, source: 1 as const, reason: 1 }, detail: 'admission check failed' };
     }
     if (!admission.ok) {
@@ -327,7 +328,7 @@ export class Acceptor {
       })
       .catch((err: unknown) => {
         if (!this.ended.signal.aborted) {
-          this.deps.logger.error({ callingAe: ctx.callingAe, err: err instanceof Error ? err.message : String(err) }, 'DIMSE operation failed');
+          this.deps.logger.error({ callingAe: ctx.callingAe, err: loggableError(err) }, 'DIMSE operation failed');
           this.ul.abort({ source: AbortSource.SERVICE_PROVIDER, reason: AbortReason.NOT_SPECIFIED }, 'operation failed');
         }
       })

@@ -22,6 +22,7 @@ import { CommandField, DATA_SET_PRESENT, NO_DATA_SET, type CommandSet } from '..
 import { findFailure, Status } from '../message/status.js';
 import type { FindHandler } from './acceptor.js';
 import type { OperationContext } from './context.js';
+import { loggableError } from '../../util/loggable-error.js';
 
 export interface FindDeps {
   archive: Pick<Archive, 'query' | 'settings'>;
@@ -254,7 +255,7 @@ export function createFindHandler(deps: FindDeps): FindHandler {
       } catch (err) {
         const f = findFailure(err);
         if (f.status === Status.UNABLE_TO_PROCESS || f.status === Status.OUT_OF_RESOURCES) {
-          ctx.logger.error({ callingAe: ctx.callingAe, err: err instanceof Error ? err.message : String(err) }, 'C-FIND query failed');
+          ctx.logger.error({ callingAe: ctx.callingAe, err: loggableError(err) }, 'C-FIND query failed');
         }
         log(f.status, p.level);
         yield failure(f.status, f.comment, offendingTag(f.key));

@@ -13,6 +13,7 @@ import { SYSTEM } from '../../archive/origin.js';
 import { CommandField, type CommandSet } from '../message/command.js';
 import { storeInstances, type StoreDeps, type StoreItem, type StoreProgress, type StoreResult } from '../scu/store.js';
 import type { OperationContext } from './context.js';
+import { loggableError } from '../../util/loggable-error.js';
 import {
   planAndSelect,
   retrieveFailure,
@@ -65,7 +66,7 @@ export function createMoveHandler(deps: MoveDeps): MoveHandler {
       destination = destinationAe === '' ? undefined : await deps.destinations.find({ principal: SYSTEM, origin: ctx.call.origin }, destinationAe);
     } catch (err) {
       const f = retrieveFailure(err);
-      ctx.logger.error({ callingAe: ctx.callingAe, destination: destinationAe, err: err instanceof Error ? err.message : String(err) }, 'C-MOVE destination lookup failed');
+      ctx.logger.error({ callingAe: ctx.callingAe, destination: destinationAe, err: loggableError(err) }, 'C-MOVE destination lookup failed');
       log(f.status);
       yield respond(f.status, { errorComment: 'move destination lookup failed' });
       return;

@@ -18,6 +18,7 @@ import { DATA_SET_PRESENT, NO_DATA_SET, type CommandSet } from '../message/comma
 import { INTERNAL_ERROR_COMMENT } from '../message/status.js';
 import type { OperationContext } from './context.js';
 import { decodeIdentifier, IdentifierError, keyText, offendingTag, plan, type Plan } from './find.js';
+import { loggableError } from '../../util/loggable-error.js';
 
 /** An instance to retrieve, as archive.locate gives it (what archive.openInstance takes). */
 export type RetrieveInstance = Parameters<Archive['openInstance']>[1];
@@ -255,7 +256,7 @@ export async function planAndSelect(
     return { ok: true, level, instances: await selectInstances(archive, ctx.call, selection.plan, signal) };
   } catch (err) {
     const f = retrieveFailure(err);
-    if (f.status !== RetrieveStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS) ctx.logger.error({ callingAe: ctx.callingAe, err: err instanceof Error ? err.message : String(err) }, `${operation} selection failed`);
+    if (f.status !== RetrieveStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS) ctx.logger.error({ callingAe: ctx.callingAe, err: loggableError(err) }, `${operation} selection failed`);
     return { ok: false, status: f.status, level, errorComment: f.comment, ...(f.offending !== undefined ? { offending: f.offending } : {}) };
   }
 }
