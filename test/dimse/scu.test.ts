@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { ANONYMOUS } from '../../src/archive/origin.js';
-import { EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, JPEG_BASELINE } from '../../src/dicom/transfer-syntax.js';
+import { DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, JPEG_BASELINE } from '../../src/dicom/transfer-syntax.js';
 import type { DicomJsonDataset, PersonName } from '../../src/dicom/types.js';
 import { generateUid } from '../../src/dicom/uids.js';
 import { writePart10 } from '../../src/dicom/writer.js';
@@ -146,6 +146,35 @@ describe('SCU', () => {
       assert.match(r.results[2]?.error ?? '', /not sent/);
       assert.equal(r.completed, 1);
       assert.equal(r.failed, 2);
+    });
+
+    it('pads a deflated data set of odd length (PS3.5 A.5) so that storescp takes it and the association goes on', async () => {
+      // Files written without the pad exist (DCMTK's own dcmconv +td writes them); storescp aborts
+      // the association on an odd fragment, so every instance after it failed too.
+      // The data set after the File Meta (its group length), deflated.
+      const deflatedLength = (part10: Buffer): number => part10.length - 144 - part10.readUInt32LE(140);
+      let odd: { bytes: Buffer; sopUid: string } | undefined;
+      for (let px = 512; odd === undefined && px < 600; px += 2) {
+        const f = instance(DEFLATED_EXPLICIT_VR_LE, { pixelBytes: px });
+        if (deflatedLength(f.bytes) % 2 === 1) odd = f;
+      }
+      assert.ok(odd, 'an odd-length deflated data set');
+      const next = instance(EXPLICIT_VR_LE);
+      const oddFile = path.join(dir, 'odd-deflated.dcm');
+      const nextFile = path.join(dir, 'after-deflated.dcm');
+      await writeFile(oddFile, odd.bytes);
+      await writeFile(nextFile, next.bytes);
+      // +xa: storescp accepts Deflated (else the SCU re-encodes the instance to Explicit VR LE).
+      const deflating = await startStorescp({ aeTitle: 'DEFLATING', acceptAll: true });
+      try {
+        const r = await scu.store({ host: '127.0.0.1', port: deflating.port, calledAe: deflating.aeTitle }, [oddFile, nextFile]);
+        assert.deepEqual(r.results.map((x) => [x.outcome, x.status, x.sentTransferSyntaxUid]), [['success', 0, undefined], ['success', 0, undefined]], JSON.stringify(r.results));
+        // storescp inflates a deflated data set as it writes it: both instances arrived whole.
+        const written = await deflating.files();
+        for (const uid of [odd.sopUid, next.sopUid]) assert.ok(written.some((w) => w.endsWith(uid)), `storescp wrote ${uid}`);
+      } finally {
+        await deflating.stop();
+      }
     });
 
     it('streams a large instance from an item source (many PDUs) unchanged', async () => {

@@ -91,8 +91,9 @@ export function* fragmentPdus(contextId: number, command: boolean, data: Uint8Ar
  * the last one marked so; each PDU is built in place around the copied bytes (one write) and handed
  * to `send`, which is awaited before more of the source is read (backpressure). `check` runs before
  * each PDU is started (throw to stop). The event loop gets a turn whenever the loop ran for a time
- * slice (SendTimeSlice), however promptly the socket takes the PDUs. Resolves with the number of
- * data set bytes sent.
+ * slice (SendTimeSlice), however promptly the socket takes the PDUs. A source of odd length gets
+ * one 00H byte at its end (PS3.5 A.5's pad of a deflated data set). Resolves with the number of data
+ * set bytes sent.
  */
 export async function sendDataSetPdus(
   contextId: number,
@@ -140,6 +141,12 @@ export async function sendDataSetPdus(
   };
   if (source instanceof Uint8Array) await push(source);
   else for await (const chunk of source) await push(chunk);
+  // Every encoded data set has an even length: a deflated one ends in a pad byte when the deflate
+  // stream is odd (PS3.5 A.5), which files written without it lack; peers such as DCMTK abort the
+  // association on an odd fragment ("Odd Fragment Length").
+  if ((total + fill) % 2 === 1) await push(PAD_BYTE);
   await flush(true);
   return total;
 }
+
+const PAD_BYTE = new Uint8Array([0]);
