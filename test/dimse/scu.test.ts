@@ -148,6 +148,26 @@ describe('SCU', () => {
       assert.equal(r.failed, 2);
     });
 
+    it('does not send a truncated file (cut inside Pixel Data, or inside the header): it fails alone, the others go', async () => {
+      const whole = instance(EXPLICIT_VR_LE, { pixelBytes: 2048 });
+      const cutPixels = path.join(dir, 'cut-pixels.dcm');
+      const cutHeader = path.join(dir, 'cut-header.dcm');
+      await writeFile(cutPixels, whole.bytes.subarray(0, whole.bytes.length - 100));
+      await writeFile(cutHeader, whole.bytes.subarray(0, 400));
+      const a = instance(EXPLICIT_VR_LE);
+      const b = instance(EXPLICIT_VR_LE);
+      const aFile = path.join(dir, 'before-cut.dcm');
+      const bFile = path.join(dir, 'after-cut.dcm');
+      await writeFile(aFile, a.bytes);
+      await writeFile(bFile, b.bytes);
+      const r = await scu.store(target(), [aFile, cutPixels, cutHeader, bFile]);
+      assert.deepEqual(r.results.map((x) => x.outcome), ['success', 'failure', 'failure', 'success'], JSON.stringify(r.results));
+      assert.match(r.results[1]?.error ?? '', /^not sent: the file ends inside Pixel Data \(7FE0,0010\): truncated/);
+      assert.match(r.results[2]?.error ?? '', /^not sent: the data set cannot be read \(TRUNCATED\)/);
+      const written = await peer.files();
+      for (const uid of [a.sopUid, b.sopUid]) assert.ok(written.some((w) => w.endsWith(uid)), `storescp wrote ${uid}`);
+    });
+
     it('pads a deflated data set of odd length (PS3.5 A.5) so that storescp takes it and the association goes on', async () => {
       // Files written without the pad exist (DCMTK's own dcmconv +td writes them); storescp aborts
       // the association on an odd fragment, so every instance after it failed too.

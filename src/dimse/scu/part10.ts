@@ -3,6 +3,7 @@
  * set behind it can be sent as it is, chunk by chunk, never held whole in memory.
  */
 import { createReadStream } from 'node:fs';
+import { HeaderError, readPart10Header } from '../../dicom/header-reader.js';
 
 export interface FileMeta {
   /** (0002,0002) Media Storage SOP Class UID */
@@ -143,6 +144,32 @@ export async function readFileMeta(path: string): Promise<FileMeta> {
   try {
     const opened = await openPart10(stream);
     return opened.meta;
+  } finally {
+    stream.destroy();
+  }
+}
+
+/**
+ * Whether the data set of a Part-10 file of `size` bytes is whole, before it is sent: its header
+ * reads to Pixel Data (or to its end), and Pixel Data of defined length ends within the file. A
+ * truncated file would stop mid data set on the wire; the peer then aborts the association (as
+ * DCMTK's storescp does) and every instance after it fails too. Throws NotPart10Error saying why.
+ */
+export async function checkFileComplete(path: string, size: number): Promise<void> {
+  const stream = createReadStream(path, { highWaterMark: 64 * 1024 });
+  try {
+    let header;
+    try {
+      header = await readPart10Header(stream, { bulkdataThreshold: 1024 });
+    } catch (err) {
+      if (err instanceof HeaderError) throw new NotPart10Error(`the data set cannot be read (${err.code}): ${err.message}`);
+      throw err;
+    }
+    const pd = header.pixelData;
+    // Offsets of a deflated data set count inflated bytes: not comparable with the file's size.
+    if (pd !== undefined && !header.deflated && (pd.length !== undefined ? pd.offset + pd.length > size : pd.offset >= size)) {
+      throw new NotPart10Error('the file ends inside Pixel Data (7FE0,0010): truncated');
+    }
   } finally {
     stream.destroy();
   }

@@ -23,7 +23,7 @@ import { Status, storeOutcomeOf } from '../message/status.js';
 import type { PresentationContextRq } from '../pdu/types.js';
 import { ScuAssociation, type AcceptedPresentationContext, type ScuTarget } from './association.js';
 import { isScuError, logDetail } from './errors.js';
-import { fileSource, openPart10, readFileMeta } from './part10.js';
+import { checkFileComplete, fileSource, openPart10, readFileMeta } from './part10.js';
 
 /** An instance to send: its identity and a way to read its Part-10 bytes (File Meta included). */
 export interface StoreItem {
@@ -119,11 +119,13 @@ function pairKey(sopClassUid: string, ts: string): string {
   return `${sopClassUid}|${ts}`;
 }
 
-/** A file path as an item: File Meta read now, the bytes when sent. */
+/** A file path as an item: File Meta read and the data set checked whole now, the bytes when sent. */
 async function fileItem(path: string): Promise<StoreItem> {
   const meta = await readFileMeta(path);
+  const fileSize = (await stat(path)).size;
+  await checkFileComplete(path, fileSize);
   // The data set's bytes, what bytesSent counts (the progress bar compares the two)
-  const size = Math.max(0, (await stat(path)).size - meta.datasetOffset);
+  const size = Math.max(0, fileSize - meta.datasetOffset);
   return { sopClassUid: meta.sopClassUid, sopInstanceUid: meta.sopInstanceUid, transferSyntaxUid: meta.transferSyntaxUid, label: path, size, open: async () => fileSource(path) };
 }
 
