@@ -250,11 +250,49 @@ function statusHex(status: number): string {
   return `0x${status.toString(16).padStart(4, '0')}`;
 }
 
+/** What a retrieve's summary line tells: the counts of a result, or of a failure status's response. */
+interface RetrieveSummary {
+  cancelled: boolean;
+  completed: number;
+  warning: number;
+  failed: number;
+  remaining?: number;
+  status: number;
+  durationMs: number;
+  bytesReceived?: number;
+}
+
+/**
+ * The counts a C-MOVE/C-GET failure status still carried (PS3.4 C.4.2.3.1, C.4.3.3.1: its final
+ * response has the sub-operation counts and the Failed SOP Instance UID List), when it had them.
+ */
+function failureCounts(err: unknown): (Omit<RetrieveSummary, 'cancelled' | 'durationMs'> & { failedUids: string[] }) | undefined {
+  if (!isScuError(err) || err.code !== 'DIMSE_FAILURE') return undefined;
+  const d = err.details;
+  const n = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+  if (typeof d['status'] !== 'number') return undefined;
+  return {
+    status: d['status'],
+    completed: n(d['completed']),
+    warning: n(d['warning']),
+    failed: n(d['failed']),
+    ...(typeof d['remaining'] === 'number' ? { remaining: d['remaining'] } : {}),
+    failedUids: Array.isArray(d['failedUids']) ? d['failedUids'].filter((u): u is string => typeof u === 'string') : [],
+  };
+}
+
 /**
  * Runs a C-MOVE or C-GET from the command line: a progress bar on a terminal, the first SIGINT
- * sends C-CANCEL (a second one ends the process as usual), failed UIDs on stderr.
+ * sends C-CANCEL (a second one ends the process as usual), failed UIDs on stderr, the summary on
+ * stdout - also when the peer ends it with a failure status (then rethrown, for stderr and the
+ * exit code).
  */
-async function runRetrieve<T extends RetrieveResult>(ctx: CliContext, opts: RetrieveCliOptions, call: (options: { signal: AbortSignal; onProgress: (p: RetrieveProgress) => void }) => Promise<T>): Promise<T> {
+async function runRetrieve<T extends RetrieveResult>(
+  ctx: CliContext,
+  opts: RetrieveCliOptions,
+  call: (options: { signal: AbortSignal; onProgress: (p: RetrieveProgress) => void }) => Promise<T>,
+  summary: (r: RetrieveSummary) => string,
+): Promise<T> {
   const { io } = ctx;
   const controller = new AbortController();
   const onSigint = (): void => {
@@ -263,6 +301,7 @@ async function runRetrieve<T extends RetrieveResult>(ctx: CliContext, opts: Retr
   };
   process.once('SIGINT', onSigint);
   const showBar = opts.progress && io.stderrIsTTY === true;
+  const started = Date.now();
   try {
     const r = await call({
       signal: controller.signal,
@@ -272,9 +311,15 @@ async function runRetrieve<T extends RetrieveResult>(ctx: CliContext, opts: Retr
     });
     if (showBar) io.stderr('\n');
     for (const uid of r.failedUids) io.stderr(`failed: ${uid}\n`);
+    io.stdout(summary(r));
     return r;
   } catch (err) {
     if (showBar) io.stderr('\n');
+    const counts = failureCounts(err);
+    if (counts !== undefined) {
+      for (const uid of counts.failedUids) io.stderr(`failed: ${uid}\n`);
+      io.stdout(summary({ ...counts, cancelled: false, durationMs: Date.now() - started }));
+    }
     throw err;
   } finally {
     process.off('SIGINT', onSigint);
@@ -387,12 +432,19 @@ export const registerDimseCommands: CommandRegistrar = (program: Command, ctx: C
       // Each match is printed as it arrives (a query may match millions): the output is the JSON
       // array JSON.stringify(matches, null, 2) would print, written piece by piece.
       let n = 0;
-      for await (const ds of scu.find(target, { level: opts.level, model: opts.model, keys, returnKeys: opts.returnKey })) {
-        io.stdout(`${n === 0 ? '[\n' : ',\n'}  ${JSON.stringify(ds, null, 2).replace(/\n/g, '\n  ')}`);
-        n++;
-        if (limit !== undefined && n >= limit) break;
+      try {
+        for await (const ds of scu.find(target, { level: opts.level, model: opts.model, keys, returnKeys: opts.returnKey })) {
+          io.stdout(`${n === 0 ? '[\n' : ',\n'}  ${JSON.stringify(ds, null, 2).replace(/\n/g, '\n  ')}`);
+          n++;
+          // Leaving the loop cancels the C-FIND (C-CANCEL) and releases the association.
+          if ((limit !== undefined && n >= limit) || io.stdoutClosed?.() === true) break;
+        }
+      } finally {
+        // Also when the C-FIND fails after some matches: stdout stays one well-formed array (the
+        // matches so far), the failure goes to stderr and the exit code.
+        if (n > 0) io.stdout('\n]\n');
       }
-      io.stdout(n === 0 ? '[]\n' : '\n]\n');
+      if (n === 0) io.stdout('[]\n');
     }),
   );
 
@@ -406,11 +458,13 @@ export const registerDimseCommands: CommandRegistrar = (program: Command, ctx: C
       const request = retrieveRequestOf(opts);
       const { scu, target } = await resolvePeer(ctx, opts, globalConfig(), nodeArg);
       const destination = opts.dest ?? scu.callingAe;
-      const r = await runRetrieve(ctx, opts, (o) => scu.move(target, request, { ...o, destination }));
-      const done = r.completed + r.warning + r.failed;
-      io.stdout(
-        `${r.cancelled ? 'Cancelled: moved' : 'Moved'} ${r.completed + r.warning} of ${done + (r.remaining ?? 0)} from ${target.calledAe} at ${target.host}:${target.port} to ${destination}: ` +
-          `${r.completed} completed, ${r.warning} warnings, ${r.failed} failed (status ${statusHex(r.status)}) in ${(r.durationMs / 1000).toFixed(1)} s\n`,
+      const r = await runRetrieve(
+        ctx,
+        opts,
+        (o) => scu.move(target, request, { ...o, destination }),
+        (x) =>
+          `${x.cancelled ? 'Cancelled: moved' : 'Moved'} ${x.completed + x.warning} of ${x.completed + x.warning + x.failed + (x.remaining ?? 0)} from ${target.calledAe} at ${target.host}:${target.port} to ${destination}: ` +
+          `${x.completed} completed, ${x.warning} warnings, ${x.failed} failed (status ${statusHex(x.status)}) in ${(x.durationMs / 1000).toFixed(1)} s\n`,
       );
       retrieveExit(ctx, r);
     }),
@@ -427,17 +481,19 @@ export const registerDimseCommands: CommandRegistrar = (program: Command, ctx: C
       const { scu, target } = await resolvePeer(ctx, opts, globalConfig(), nodeArg);
       const dir = path.resolve(io.cwd, opts.output);
       await mkdir(dir, { recursive: true });
-      const r = await runRetrieve(ctx, opts, async (o) => {
-        // A C-FIND first: the SOP classes that will come, each with a context per compressed
-        // syntax (the SCP accepts one syntax per context); the default list if it finds nothing.
-        const plan = await scu.planGet(target, request, { signal: o.signal });
-        return scu.get(target, request, { ...o, sink: directorySink(dir), ...(plan.storageContexts ? { storageContexts: plan.storageContexts } : {}) });
-      });
-      const done = r.completed + r.warning + r.failed;
-      const seconds = Math.max(0.001, r.durationMs / 1000);
-      io.stdout(
-        `${r.cancelled ? 'Cancelled: retrieved' : 'Retrieved'} ${r.completed + r.warning} of ${done + (r.remaining ?? 0)} from ${target.calledAe} at ${target.host}:${target.port} into ${dir}: ` +
-          `${r.completed} completed, ${r.warning} warnings, ${r.failed} failed (status ${statusHex(r.status)}); ${megabytes(r.bytesReceived)} MB in ${seconds.toFixed(1)} s\n`,
+      const r = await runRetrieve(
+        ctx,
+        opts,
+        async (o) => {
+          // A C-FIND first: the SOP classes that will come, each with a context per compressed
+          // syntax (the SCP accepts one syntax per context); the default list if it finds nothing.
+          const plan = await scu.planGet(target, request, { signal: o.signal });
+          return scu.get(target, request, { ...o, sink: directorySink(dir), ...(plan.storageContexts ? { storageContexts: plan.storageContexts } : {}) });
+        },
+        (x) =>
+          `${x.cancelled ? 'Cancelled: retrieved' : 'Retrieved'} ${x.completed + x.warning} of ${x.completed + x.warning + x.failed + (x.remaining ?? 0)} from ${target.calledAe} at ${target.host}:${target.port} into ${dir}: ` +
+          `${x.completed} completed, ${x.warning} warnings, ${x.failed} failed (status ${statusHex(x.status)})` +
+          `${x.bytesReceived !== undefined ? `; ${megabytes(x.bytesReceived)} MB` : ''} in ${Math.max(0.001, x.durationMs / 1000).toFixed(1)} s\n`,
       );
       retrieveExit(ctx, r);
     }),

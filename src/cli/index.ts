@@ -29,6 +29,11 @@ export interface CliIo {
   readonly packageRoot: string;
   /** stderr is a terminal (progress bars are drawn only then). */
   readonly stderrIsTTY?: boolean;
+  /**
+   * Whoever read stdout has gone (`pacsnode find … | head`: EPIPE): a command producing output
+   * stops, and ends its DIMSE operation properly (C-CANCEL, A-RELEASE), instead of going on.
+   */
+  readonly stdoutClosed?: () => boolean;
 }
 
 /** What a command needs: the process I/O, the config for `--config`, a logger for a config. */
@@ -52,9 +57,30 @@ export const EXTRA_COMMANDS: readonly CommandRegistrar[] = [registerDimseCommand
 /** dist/cli/index.js and src/cli/index.ts are both two levels below the package root. */
 export const PACKAGE_ROOT = path.resolve(fileURLToPath(new URL('../../', import.meta.url)));
 
+let stdoutGone = false;
+let stdoutWatched = false;
+
+/**
+ * A reader that closed the pipe (EPIPE) is remembered, not thrown: without a listener the 'error'
+ * event ended the process with a stack trace, mid C-FIND (the peer saw its connection reset).
+ */
+function watchStdout(): void {
+  if (stdoutWatched) return;
+  stdoutWatched = true;
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') {
+      stdoutGone = true;
+      return;
+    }
+    throw err;
+  });
+}
+
 function processIo(): CliIo {
+  watchStdout();
   return {
-    stdout: (t) => void process.stdout.write(t),
+    stdout: (t) => void (stdoutGone || process.stdout.write(t)),
+    stdoutClosed: () => stdoutGone,
     stderr: (t) => void process.stderr.write(t),
     env: process.env,
     cwd: process.cwd(),

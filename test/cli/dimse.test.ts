@@ -14,6 +14,9 @@ import { createSqliteStores } from '../../src/storage/sqlite/sqlite-metadata-sto
 import { generateCorpus, PATIENTS, type Corpus } from '../helpers/corpus.js';
 import { AE, smallInstance, startDimse, type TestDimse } from '../dimse/helpers.js';
 import { freePort, startQrscp, startStorescp, type RunningPeer } from '../dimse/scu-peers.js';
+import { startScriptedPeer, type ScriptedPeer } from '../dimse/scripted-peer.js';
+import { CommandField, type CommandSet } from '../../src/dimse/message/command.js';
+import { encodeDataset } from '../../src/dicom/writer.js';
 
 let base: string;
 let dbPath: string;
@@ -211,6 +214,57 @@ describe('pacsnode echo|store|find', () => {
       const r = await run(['find', '--host', '127.0.0.1', '--port', String(qr.port), '--aec', qr.aeTitle, '--level', 'IMAGE', '--model', 'patient', '-k', 'PatientID=', '-k', 'StudyInstanceUID=', '-k', 'SeriesInstanceUID=', '--limit', '1']);
       assert.equal(r.code, undefined, r.err);
       assert.equal((JSON.parse(r.out) as unknown[]).length, 1);
+    });
+
+    /** A C-FIND peer: `count` matches (Explicit VR LE identifiers), then `end`. */
+    async function findPeer(count: number, end: 'success' | 'abort', commands: number[] = []): Promise<ScriptedPeer> {
+      const p = await startScriptedPeer({
+        onMessage(contextId, command, _data, c) {
+          commands.push(command.commandField);
+          if (command.commandField !== CommandField.C_FIND_RQ) return;
+          const rsp = (status: number, withData: boolean): CommandSet => ({
+            commandField: CommandField.C_FIND_RSP,
+            commandDataSetType: withData ? 0x0000 : 0x0101,
+            messageIdBeingRespondedTo: command.messageId as number,
+            affectedSopClassUid: command.affectedSopClassUid as string,
+            status,
+          });
+          for (let i = 0; i < count; i++) {
+            const identifier = encodeDataset([{ tag: '00080052', vr: 'CS', value: 'STUDY' }, { tag: '0020000D', vr: 'UI', value: `1.2.3.${i + 1}` }], { explicitVr: true, littleEndian: true });
+            c.sendMessage(contextId, rsp(0xff00, true), identifier);
+          }
+          if (end === 'success') c.sendMessage(contextId, rsp(0x0000, false));
+          else c.send({ type: 'A-ABORT', source: 2, reason: 0 });
+        },
+      });
+      peers.push(p);
+      return p;
+    }
+    const peers: ScriptedPeer[] = [];
+    after(async () => {
+      for (const p of peers) await p.close();
+    });
+
+    it('a C-FIND failing after some matches leaves stdout one well-formed array of them, exit code 1', async () => {
+      const p = await findPeer(3, 'abort');
+      const r = await run(['find', '--host', '127.0.0.1', '--port', String(p.port), '--aec', 'ABORTS', '-k', 'StudyInstanceUID=']);
+      assert.equal(r.code, 1);
+      assert.match(r.err, /abort/i);
+      assert.deepEqual((JSON.parse(r.out) as DicomJsonDataset[]).map((x) => x['0020000D']?.Value?.[0]), ['1.2.3.1', '1.2.3.2', '1.2.3.3']);
+    });
+
+    it('stops when stdout has been closed (| head): the C-FIND is cancelled, exit code 0', async () => {
+      const commands: number[] = [];
+      const p = await findPeer(200, 'success', commands);
+      let writes = 0;
+      const r = await run(['find', '--host', '127.0.0.1', '--port', String(p.port), '--aec', 'MANY', '-k', 'StudyInstanceUID='], {
+        stdout: () => void writes++,
+        stdoutClosed: () => writes > 0,
+      });
+      assert.equal(r.code, undefined, r.err);
+      assert.equal(writes, 2, 'the first match, then the end of the array');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.ok(commands.includes(CommandField.C_CANCEL_RQ), `commands: ${commands.map((c) => c.toString(16)).join(', ')}`);
     });
 
     it('refuses a malformed key', async () => {

@@ -1,12 +1,15 @@
 // The `pacsnode` executable (bin/pacsnode.js) runs through its own shebang with the Node flags of
 // `npm start` (ADR 0018), and those flags reach the V8 heap it runs on.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { encodeDataset } from '../../src/dicom/writer.js';
+import { CommandField } from '../../src/dimse/message/command.js';
+import { startScriptedPeer } from '../dimse/scripted-peer.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = path.join(ROOT, 'bin', 'pacsnode.js');
@@ -41,5 +44,42 @@ describe('bin/pacsnode.js', () => {
     const withFlags = Number((await run(process.execPath, [...startFlags(), '-e', probe], { timeout: 30_000, env })).stdout);
     const without = Number((await run(process.execPath, ['-e', probe], { timeout: 30_000, env })).stdout);
     assert.ok(withFlags > 0 && withFlags < without, `new space ${withFlags} with the flags, ${without} without`);
+  });
+
+  it('find | head: a reader that closes the pipe ends the command quietly (no EPIPE stack trace), the C-FIND cancelled', async () => {
+    const commands: number[] = [];
+    const peer = await startScriptedPeer({
+      onMessage(contextId, command, _data, c) {
+        commands.push(command.commandField);
+        if (command.commandField !== CommandField.C_FIND_RQ) return;
+        // Matches keep coming (a big query) until the C-CANCEL.
+        let i = 0;
+        const timer = setInterval(() => {
+          if (commands.includes(CommandField.C_CANCEL_RQ) || c.socket.destroyed || i > 2000) {
+            clearInterval(timer);
+            c.sendMessage(contextId, { commandField: CommandField.C_FIND_RSP, commandDataSetType: 0x0101, messageIdBeingRespondedTo: command.messageId as number, affectedSopClassUid: command.affectedSopClassUid as string, status: 0xfe00 });
+            return;
+          }
+          const identifier = encodeDataset([{ tag: '00080052', vr: 'CS', value: 'STUDY' }, { tag: '0020000D', vr: 'UI', value: `1.2.3.${++i}` }], { explicitVr: true, littleEndian: true });
+          c.sendMessage(contextId, { commandField: CommandField.C_FIND_RSP, commandDataSetType: 0x0000, messageIdBeingRespondedTo: command.messageId as number, affectedSopClassUid: command.affectedSopClassUid as string, status: 0xff00 }, identifier);
+        }, 2);
+      },
+    });
+    try {
+      const child = spawn(process.execPath, [BIN, 'find', '--host', '127.0.0.1', '--port', String(peer.port), '--aec', 'MANY', '-k', 'StudyInstanceUID='], {
+        env: { ...process.env, NODE_OPTIONS: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+      // Like `head -c 1`: the first bytes, then the pipe closed.
+      child.stdout.once('data', () => child.stdout.destroy());
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      assert.equal(code, 0, stderr);
+      assert.doesNotMatch(stderr, /EPIPE|Unhandled/);
+      assert.ok(commands.includes(CommandField.C_CANCEL_RQ), 'C-CANCEL sent');
+    } finally {
+      await peer.close();
+    }
   });
 });

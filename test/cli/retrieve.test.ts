@@ -14,6 +14,9 @@ import { generateCorpus, simpleInstance, type Corpus, type CorpusFile } from '..
 import { datasetOf } from '../dimse/helpers.js';
 import { startRetrieveScp, type RetrieveScp } from '../dimse/retrieve-peers.js';
 import { fileDataset, startStorescp, type RunningPeer } from '../dimse/scu-peers.js';
+import { startScriptedPeer } from '../dimse/scripted-peer.js';
+import { CommandField } from '../../src/dimse/message/command.js';
+import { encodeDataset } from '../../src/dicom/writer.js';
 
 const NATIVE = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2']);
 /** DCMTK sends sequences of explicit length with undefined length: that file is not sent unchanged. */
@@ -108,6 +111,49 @@ describe('pacsnode move|get', () => {
     const r = await run(['move', ...peer(), '--dest', 'NOWHERE', '--level', 'SERIES', '--study', series.studyUid, '--series', series.seriesUid]);
     assert.equal(r.code, 1);
     assert.match(r.err, /answered C-MOVE with status 0xa801 \(move destination unknown\)/);
+  });
+
+  it('a failure status still prints its counts and failed UIDs (A702: none could be sent), exit 1', async () => {
+    const failed = ['1.2.826.0.1.3680043.9.7777.4.1.1.1', '1.2.826.0.1.3680043.9.7777.4.1.1.2'];
+    const p = await startScriptedPeer({
+      onMessage(contextId, command, _data, c) {
+        if (command.commandField === CommandField.C_FIND_RQ) {
+          // The C-GET's plan finds nothing: the default storage contexts are proposed.
+          c.sendMessage(contextId, { commandField: CommandField.C_FIND_RSP, commandDataSetType: 0x0101, messageIdBeingRespondedTo: command.messageId as number, affectedSopClassUid: command.affectedSopClassUid as string, status: 0 });
+          return;
+        }
+        if (command.commandField !== CommandField.C_MOVE_RQ && command.commandField !== CommandField.C_GET_RQ) return;
+        const identifier = encodeDataset([{ tag: '00080058', vr: 'UI', value: failed.join('\\') }], { explicitVr: true, littleEndian: true });
+        c.sendMessage(
+          contextId,
+          {
+            commandField: command.commandField | 0x8000,
+            commandDataSetType: 0x0000,
+            messageIdBeingRespondedTo: command.messageId as number,
+            affectedSopClassUid: command.affectedSopClassUid as string,
+            status: 0xa702,
+            numberOfCompletedSuboperations: 0,
+            numberOfFailedSuboperations: 2,
+            numberOfWarningSuboperations: 0,
+          },
+          identifier,
+        );
+      },
+    });
+    try {
+      const target = ['--host', '127.0.0.1', '--port', String(p.port), '--aec', 'FAILS'];
+      const moved = await run(['move', ...target, '--dest', 'ELSEWHERE', '--study', '1.2.826.0.1.3680043.9.7777.4.1']);
+      assert.equal(moved.code, 1);
+      assert.match(moved.out, /^Moved 0 of 2 from FAILS at .* to ELSEWHERE: 0 completed, 0 warnings, 2 failed \(status 0xa702\)/);
+      assert.match(moved.err, /failed: 1\.2\.826\.0\.1\.3680043\.9\.7777\.4\.1\.1\.1\nfailed: 1\.2\.826\.0\.1\.3680043\.9\.7777\.4\.1\.1\.2\n/);
+      assert.match(moved.err, /answered C-MOVE with status 0xa702/);
+      const got = await run(['get', ...target, '--study', '1.2.826.0.1.3680043.9.7777.4.1', '-o', 'failing-get']);
+      assert.equal(got.code, 1);
+      assert.match(got.out, /^Retrieved 0 of 2 from FAILS at .*: 0 completed, 0 warnings, 2 failed \(status 0xa702\)/);
+      assert.match(got.err, /failed: 1\.2\.826\.0\.1\.3680043\.9\.7777\.4\.1\.1\.2\n/);
+    } finally {
+      await p.close();
+    }
   });
 
   it('get --output writes Part-10 files whose data sets are those dcmqrscp holds', async () => {
