@@ -369,10 +369,12 @@ async function sendOne(
   const ctx = contextForInstance(assoc, meta.sopClassUid, meta.transferSyntaxUid);
   if (!ctx) {
     await opened.close().catch(() => {});
-    const anyContext = assoc.contextFor(meta.sopClassUid);
-    const error = anyContext
-      ? `transfer syntax ${meta.transferSyntaxUid} not accepted (peer chose ${anyContext.transferSyntax}; no transcoding of compressed syntaxes)`
-      : `SOP class ${meta.sopClassUid} not accepted by the peer`;
+    // What the peer accepted for this SOP class on any of its contexts (the other files' syntaxes too).
+    const acceptedSyntaxes = [...new Set([...assoc.accepted.values()].filter((c) => c.abstractSyntax === meta.sopClassUid).map((c) => c.transferSyntax))];
+    const error =
+      acceptedSyntaxes.length > 0
+        ? `transfer syntax ${meta.transferSyntaxUid} not accepted by the peer for this SOP class (it accepted only ${acceptedSyntaxes.join(', ')}; no transcoding of compressed syntaxes)`
+        : `SOP class ${meta.sopClassUid} not accepted by the peer`;
     return { result: { ...ident, outcome: 'failure', error, bytes: 0 } };
   }
   if (assoc.closed) {
