@@ -180,15 +180,19 @@ describe('/api/nodes/{ae}/echo|find|store', () => {
       assert.equal(job.completed, 1);
     });
 
-    it('counts instances the node refuses as failed, with their UIDs', async () => {
+    it('counts instances the node refuses as failed, with their UIDs; when it takes none, the job fails saying why', async () => {
       const jpeg = corpus.files.find((f) => f.transferSyntax === JPEG_BASELINE);
       assert.ok(jpeg);
+      const inSeries = corpus.files.filter((f) => f.seriesUid === jpeg.seriesUid);
+      assert.ok(inSeries.every((f) => f.transferSyntax === JPEG_BASELINE), 'a series the node refuses whole');
       const res = await post('/api/nodes/STRICTSCP/store?wait=true', { level: 'SERIES', study_uid: jpeg.studyUid, series_uid: jpeg.seriesUid });
       assert.equal(res.statusCode, 200, res.body);
       const job = res.json<JobJson>();
-      assert.equal(job.state, 'completed');
-      assert.ok(job.failed >= 1);
+      assert.equal(job.state, 'failed');
+      assert.equal(job.failed, inSeries.length);
+      assert.equal(job.completed, 0);
       assert.ok(job.failed_uids.includes(jpeg.sopUid));
+      assert.match(job.error ?? '', /^STRICTSCP stored none of the \d+ instances; the first: [0-9.]+: transfer syntax 1\.2\.840\.10008\.1\.2\.4\.50 not accepted/);
     });
 
     it('fails the job when the node cannot be reached', async () => {

@@ -37,7 +37,7 @@ export interface NodeStoreItem {
 
 export interface NodeStoreProgress {
   /** The instance just finished; absent on byte-count updates. */
-  result?: { sopInstanceUid?: string; outcome: 'success' | 'warning' | 'failure' };
+  result?: { sopInstanceUid?: string; outcome: 'success' | 'warning' | 'failure'; status?: number; error?: string };
 }
 
 /**
@@ -392,7 +392,7 @@ function registerNodeActionRoutes(app: FastifyInstance, deps: ActionDeps): void 
       operationId: 'storeToNode',
       summary: 'Send a study, series or instances to a registered node (C-STORE job)',
       description:
-        'Starts a job (GET /api/jobs/{id} for progress: remaining, completed, failed, warning, failed_uids). 202 with the job id; with ?wait=true, 200 with the finished job. Instances the node refuses count as failed; a node that cannot be reached fails the job.',
+        'Starts a job (GET /api/jobs/{id} for progress: remaining, completed, failed, warning, failed_uids). 202 with the job id; with ?wait=true, 200 with the finished job. Instances the node refuses count as failed; when it stores none of them, the job fails with the first reason as its error. A node that cannot be reached fails the job.',
       params: actionParams,
       querystring: waitQuery,
       body: storeBodySchema,
@@ -422,17 +422,25 @@ function registerNodeActionRoutes(app: FastifyInstance, deps: ActionDeps): void 
         open: () => archive.openInstance(ctx, row),
       }));
       const reports: Promise<void>[] = [];
-      await scu.store(target, items, {
+      let stored = 0;
+      let firstFailure: string | undefined;
+      const result = await scu.store(target, items, {
         signal: run.signal,
         onProgress: (p) => {
           const res = p.result;
           if (!res) return;
           const counter = res.outcome === 'success' ? 'completed' : res.outcome === 'warning' ? 'warning' : 'failed';
+          if (res.outcome !== 'failure') stored++;
+          else firstFailure ??= `${res.sopInstanceUid ?? 'an instance'}: ${res.error ?? `status 0x${(res.status ?? 0).toString(16).padStart(4, '0')}`}`;
           const failedUids = res.outcome === 'failure' && res.sopInstanceUid !== undefined ? [res.sopInstanceUid] : [];
           reports.push(run.progress({ add: { remaining: -1, [counter]: 1 }, ...(failedUids.length > 0 ? { failedUids } : {}) }));
         },
       });
       await Promise.all(reports);
+      // The node took none of them: the job failed, and says why (the counts and UIDs stay).
+      if (stored === 0 && firstFailure !== undefined && !result.cancelled) {
+        throw new Error(`${node.aeTitle} stored none of the ${rows.length} instances; the first: ${firstFailure}`);
+      }
     }, { studyUid: b.study_uid });
     return answerJob(reply, request.query.wait === 'true', started);
   });
