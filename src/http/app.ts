@@ -82,7 +82,10 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   const server = config.server;
   const app = Fastify({
     loggerInstance: opts.logger ?? silentFastifyLogger(),
-    trustProxy: server.trust_proxy,
+    // One hop: the proxy in front of us. request.ip is then the address that proxy appended to
+    // X-Forwarded-For, not the leftmost entry, which the client writes itself (`127.0.0.1, …`
+    // would otherwise pass the loopback-only rule below).
+    trustProxy: server.trust_proxy ? (_address: string, hop: number) => hop === 0 : false,
     // STOW bodies are streamed to the archive; limits are enforced there (bodyLimit does not apply to streams).
     bodyLimit: 1024 * 1024,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH, ignoreTrailingSlash: true },

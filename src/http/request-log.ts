@@ -1,8 +1,11 @@
+import { isIP } from 'node:net';
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
+import { isValidUid } from '../dicom/uid.js';
 
 /**
- * Request log lines without PHI: QIDO query strings carry patient names and IDs, so only the
- * path (UIDs) is logged, never the query string or the request headers (SPEC §8).
+ * Request log lines without PHI: QIDO query strings carry patient names and IDs, so never the
+ * query string or the request headers, and of the path only the route and the parameters that
+ * are UIDs (loggablePath): a client may put anything where a UID belongs (SPEC §8).
  */
 export class PhiSafeLogController extends LogController {
   override incomingRequest(): void {}
@@ -10,10 +13,10 @@ export class PhiSafeLogController extends LogController {
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     const line = {
       method: request.method,
-      path: pathOnly(request.url),
+      path: loggablePath(request),
       statusCode: reply.statusCode,
       ms: Math.round(reply.elapsedTime),
-      remoteIp: request.ip,
+      remoteIp: loggableIp(request.ip),
     };
     if (error) reply.log.error({ ...line, err: error.message }, 'request errored');
     else reply.log.info(line, 'request completed');
@@ -21,17 +24,44 @@ export class PhiSafeLogController extends LogController {
 
   override defaultErrorLog(error: Error, request: FastifyRequest, reply: FastifyReply): void {
     // The code, not the message: a message may quote the offending query value (a birth date, a name).
-    const line = { method: request.method, path: pathOnly(request.url), statusCode: reply.statusCode, code: (error as { code?: string }).code };
+    const line = { method: request.method, path: loggablePath(request), statusCode: reply.statusCode, code: (error as { code?: string }).code };
     if (reply.statusCode >= 500) reply.log.error(line, 'request failed');
     else reply.log.info(line, 'request rejected');
   }
 
   override routeNotFound(request: FastifyRequest): void {
-    request.log.info({ method: request.method, path: pathOnly(request.url) }, 'route not found');
+    request.log.info({ method: request.method, path: loggablePath(request) }, 'route not found');
   }
 }
 
 export function pathOnly(url: string): string {
   const q = url.indexOf('?');
   return q < 0 ? url : url.slice(0, q);
+}
+
+/** A route parameter as logged: a UID list or a number list (frames) as it is, anything else not. */
+const LOGGABLE_PARAM = (value: string): boolean => value.split(',').every((v) => isValidUid(v) || /^\d{1,10}$/.test(v));
+
+/**
+ * The path of a request as it may be logged: the route it matched with each parameter that is a
+ * UID (or a list of frame numbers) filled in, any other as `:name` (a patient ID where a study UID
+ * belongs stays out); a path that matched no route by its first segment only, when that is a
+ * plain lower-case word (`/wado/…`, `/api/…`), else `/…`.
+ */
+export function loggablePath(request: FastifyRequest): string {
+  const route = request.routeOptions.url;
+  if (route === undefined || route === '') {
+    const first = pathOnly(request.url).split('/')[1] ?? '';
+    return /^[a-z][a-z-]{0,30}$/.test(first) ? `/${first}/…` : '/…';
+  }
+  const params = (request.params ?? {}) as Record<string, unknown>;
+  return route.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (whole, name: string) => {
+    const value = params[name];
+    return typeof value === 'string' && LOGGABLE_PARAM(value) ? value : whole;
+  });
+}
+
+/** request.ip as logged: an IP address; with trust_proxy it comes from X-Forwarded-For, which a client writes. */
+export function loggableIp(ip: string | undefined): string | undefined {
+  return ip !== undefined && isIP(ip) !== 0 ? ip : 'invalid';
 }

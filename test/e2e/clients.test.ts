@@ -344,6 +344,15 @@ describe('remote access, trust_proxy and public_base_url (buildHttpApp + inject)
     assert.equal(json<DicomJsonDataset[]>(q).length, 1);
   });
 
+  it('with trust_proxy, the client address is the one the proxy appended to X-Forwarded-For, not what the client wrote before it', async () => {
+    const proxied = await app({ http_remote_access: false, trust_proxy: true });
+    // The proxy on loopback forwards a remote client that claims to be 127.0.0.1.
+    const spoofed = await proxied.inject({ method: 'GET', url: '/health', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-for': '127.0.0.1, 10.1.2.3' } });
+    assert.equal(spoofed.statusCode, 403);
+    const local = await proxied.inject({ method: 'GET', url: '/health', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-for': '127.0.0.1' } });
+    assert.equal(local.statusCode, 200);
+  });
+
   it('the 403 for a remote client still carries CORS headers for an allowed origin (errors too)', async () => {
     const a = await app({ http_remote_access: false, cors_origins: ['http://viewer.example'] });
     const res = await a.inject({ method: 'GET', url: '/wado/studies', remoteAddress: '10.1.2.3', headers: { origin: 'http://viewer.example' } });

@@ -65,4 +65,31 @@ describe('logs carry no PHI', () => {
       assert.ok(!logged.includes(phi), `the log contains ${phi}`);
     }
   });
+  it('logs a path with a value where a UID belongs (or matching no route) without that value; UIDs still logged', async () => {
+    const study = generateUid();
+    const before = logged.length;
+    for (const url of [
+      '/wado/studies/PIDSECRET88',
+      '/wado/studies/Secretname%5EZelda/metadata',
+      `/wado/studies/${study}/series/PIDSECRET88/metadata`,
+      '/api/patients/PIDSECRET88',
+      '/wado/studies%3FPatientName=Secretname',
+      '/PIDSECRET88',
+    ]) {
+      const res = await fetch(`${server.httpUrl}${url}`);
+      assert.ok(res.status >= 400, `${url}: ${res.status}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    const lines = logged.slice(before);
+    for (const phi of ['PIDSECRET88', 'Secretname', 'Zelda']) assert.ok(!lines.includes(phi), `the log contains ${phi}:\n${lines}`);
+    assert.ok(lines.includes(`"/wado/studies/${study}/series/:series/metadata"`), 'the UID of the path is logged, the bad parameter is not');
+    assert.ok(lines.includes('"/api/…"') && lines.includes('"/…"'), 'a path matching no route: its first segment at most');
+  });
+
+  it('logs a client-written X-Forwarded-For (trust_proxy) only when it is an IP address', async () => {
+    const { loggableIp } = await import('../../src/http/request-log.js');
+    assert.equal(loggableIp('10.1.2.3'), '10.1.2.3');
+    assert.equal(loggableIp('::1'), '::1');
+    assert.equal(loggableIp('Secretname^Zelda 19310205'), 'invalid');
+  });
 });
