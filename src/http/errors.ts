@@ -90,6 +90,13 @@ export function errorHandler(err: FastifyError | ArchiveError | Error, request: 
     void sendError(reply, mapped.status, mapped.code, mapped.message, mapped.details ?? {});
     return;
   }
+  // The client went away while we read its body (a STOW upload abandoned): nobody to answer, and
+  // no fault of ours.
+  if (request.raw.aborted || request.raw.socket?.destroyed === true || (err as { code?: string }).code === 'ECONNRESET') {
+    request.log.info({ code: (err as { code?: string }).code }, 'client closed the connection');
+    reply.raw.destroy();
+    return;
+  }
   // No stack traces (and no PHI) in responses; the log gets the message only.
   request.log.error({ err: loggableError(err), code: (err as FastifyError).code }, 'unhandled error');
   void sendError(reply, 500, 'INTERNAL', 'internal server error');

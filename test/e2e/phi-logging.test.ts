@@ -92,4 +92,25 @@ describe('logs carry no PHI', () => {
     assert.equal(loggableIp('::1'), '::1');
     assert.equal(loggableIp('Secretname^Zelda 19310205'), 'invalid');
   });
+  it('a client abandoning a STOW-RS upload is logged as such (info), not as an unhandled server error', async () => {
+    const before = logged.length;
+    const { connect } = await import('node:net');
+    const url = new URL(server.httpUrl);
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(Number(url.port), url.hostname, () => {
+        socket.write(
+          'POST /wado/studies HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/related; type="application/dicom"; boundary=XYZ\r\nContent-Length: 100000\r\n\r\n--XYZ\r\nContent-Type: application/dicom\r\n\r\n' + 'x'.repeat(500),
+        );
+        setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 200);
+      });
+      socket.on('error', reject);
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const lines = logged.slice(before);
+    assert.doesNotMatch(lines, /unhandled error/);
+    assert.match(lines, /client closed the connection/);
+  });
 });
