@@ -155,6 +155,12 @@ export function plan(ds: DicomJsonDataset, sopClassUid: string): Plan {
       if (sequenceHasValue(el)) p.unsupportedMatching = true;
       continue;
     }
+    // A binary value (a key sent as UN, say) is not matched: with bytes, it is a key we did not
+    // match (FF01), not universal matching.
+    if (el.InlineBinary !== undefined && el.InlineBinary !== '') {
+      p.unsupportedMatching = true;
+      continue;
+    }
     const value = keyText(el);
     if (value.replace(/[ \0]/g, '') === '') continue;
     const privateTag = (parseInt(tag.slice(0, 4), 16) & 1) === 1;
