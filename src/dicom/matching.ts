@@ -174,7 +174,8 @@ function wildcardRegExp(pattern: string): RegExp {
   for (const ch of pattern) {
     if (ch === '*') src += '.*';
     else if (ch === '?') src += '.';
-    else src += ch.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+    // Only syntax characters: with the `u` flag an escape of anything else (`\-`) is an error.
+    else src += ch.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
   }
   // `s`: a value may hold line breaks (LT/ST/UT); `u`: `?` is one character, as SQL `_` is.
   return new RegExp(`^${src}$`, 'su');

@@ -154,6 +154,8 @@ describe('matchesConstraint', () => {
     { name: 'a time stored as HH matches a lower bound with zeros after it (and a fraction of zeros)', value: '09', c: { kind: 'range', tag: STUDY_TIME, from: '090000.000' }, expect: true },
     { name: 'a shorter time before the lower bound does not match', value: '0929', c: { kind: 'range', tag: STUDY_TIME, from: '093000' }, expect: false },
     { name: 'a shorter time is not the instant of a bound with non-zero digits after it', value: '09', c: { kind: 'range', tag: STUDY_TIME, from: '090001' }, expect: false },
+    { name: 'a wildcard with a hyphen and other regex syntax characters matches them literally', value: 'PID-1.2(3)', c: { kind: 'wildcard', tag: '00100020', pattern: 'PID-1.2(*' }, expect: true },
+    { name: 'a hyphen is not a range inside a wildcard', value: 'PIDX1', c: { kind: 'wildcard', tag: '00100020', pattern: 'PID-*' }, expect: false },
     { name: 'fuzzy: every query word prefixes a name word', value: 'DOE^JOHNATHAN', c: { kind: 'fuzzy', tag: PATIENT_NAME, value: 'jo do' }, expect: true },
     { name: 'fuzzy: a word that prefixes nothing fails', value: 'DOE^JOHN', c: { kind: 'fuzzy', tag: PATIENT_NAME, value: 'doe ja' }, expect: false },
     { name: 'fuzzy: infix is not a prefix', value: 'DOE^JOHN', c: { kind: 'fuzzy', tag: PATIENT_NAME, value: 'oe' }, expect: false },
