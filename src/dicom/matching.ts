@@ -35,6 +35,10 @@ const AT = /^[0-9A-Fa-f]{8}$/;
 // PS3.5 6.2 value formats, as prefixes of decreasing precision (range bounds may be partial).
 const DA = /^(\d{4})(\d{2})(\d{2})$/;
 const TM = /^([01]\d|2[0-3])(?:([0-5]\d)(?:([0-5]\d|60)(?:\.(\d{1,6}))?)?)?$/;
+/** A TM value naming a time of day (HH[MM[SS[.F…]]], hour 00-23, minute 00-59, second 00-60). */
+export function isTime(s: string): boolean {
+  return TM.test(s);
+}
 const DT =
   /^(\d{4})(?:(0[1-9]|1[0-2])(?:(0[1-9]|[12]\d|3[01])(?:([01]\d|2[0-3])(?:([0-5]\d)(?:([0-5]\d|60)(?:\.(\d{1,6}))?)?)?)?)?)?([+-](?:0\d|1[0-4])[0-5]\d)?$/;
 // Filling a partial TM/DT from these makes an inclusive upper bound that plain `<=` compares right.
@@ -53,7 +57,8 @@ function isQueryUid(s: string): boolean {
   return s.length >= 1 && s.length <= 64 && /^[0-9]+(?:\.[0-9]+)*$/.test(s);
 }
 
-function isDate(s: string): boolean {
+/** A DA value naming a day of the calendar (YYYYMMDD, month 01-12, a day that month has). */
+export function isDate(s: string): boolean {
   const m = DA.exec(s);
   if (m === null) return false;
   const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];

@@ -137,6 +137,23 @@ describe('archive.ingest', () => {
     assert.deepEqual(out.warnings, ['INVALID_INDEXED_VALUE']);
   });
 
+  it('warns INVALID_INDEXED_VALUE for a date or time no calendar or clock has, stored but not indexed (a search could not name it)', async () => {
+    for (const [tag, vr, value] of [
+      ['00100030', 'DA', '19011331'],
+      ['00080021', 'DA', '20230229'],
+      ['00080030', 'TM', '2500'],
+      ['00080030', 'TM', '1261'],
+    ] as const) {
+      const ids = newIds();
+      const els: WriteElement[] = [{ tag, vr, value }];
+      const out = await archive.ingest(ctx, { body: body(instance(ids, els)) });
+      assert.equal(out.ok, true, value);
+      assert.deepEqual(out.warnings, ['INVALID_INDEXED_VALUE'], value);
+    }
+    const ok = await archive.ingest(ctx, { body: body(instance(newIds(), [{ tag: '00080030', vr: 'TM', value: '235960' }])) });
+    assert.deepEqual(ok.warnings, [], 'a leap second is a time');
+  });
+
   it('stores the pixel data location so frames can be sliced', async () => {
     const ids = newIds();
     await archive.ingest(ctx, { body: body(instance(ids, [], { pixelBytes: 64 })) });

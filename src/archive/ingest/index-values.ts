@@ -1,3 +1,4 @@
+import { isDate, isTime } from '../../dicom/matching.js';
 import { normalizePersonName } from '../../dicom/person-name.js';
 import type { DicomJsonDataset, PersonName } from '../../dicom/types.js';
 import type { InstanceColumns, PatientColumns, SeriesColumns, StudyColumns } from '../../storage/metadata.js';
@@ -15,8 +16,10 @@ export interface IndexValues {
   invalid: string[];
 }
 
-const DA = /^\d{8}$/;
-const TM = /^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$/;
+// As the query side validates them (dicom/matching.ts): a value it would refuse to search for is
+// not indexed either (`19011331`, `2500`), so no stored value is unreachable by an exact match.
+const DA = { test: isDate };
+const TM = { test: isTime };
 
 function first(ds: DicomJsonDataset, tag: string): unknown {
   const v = ds[tag]?.Value;
@@ -83,7 +86,7 @@ function integer(ds: DicomJsonDataset, tag: string, invalid: string[], keyword: 
   return Math.trunc(n);
 }
 
-function checked(value: string | null, re: RegExp, invalid: string[], keyword: string): string | null {
+function checked(value: string | null, re: { test(s: string): boolean }, invalid: string[], keyword: string): string | null {
   if (value === null) return null;
   if (!re.test(value)) {
     invalid.push(keyword);
