@@ -111,6 +111,9 @@ function temporalConstraint(tag: Tag, vr: 'DA' | 'TM' | 'DT', value: string): Co
   const c: Constraint = { kind: 'range', tag };
   if (from !== '') c.from = from;
   if (to !== '') c.to = upperBound(vr, to);
+  // PS3.4 C.2.2.2.5: `<a>-<b>` with a at most b; reversed bounds would silently match nothing.
+  // (A DT with a UTC offset is compared as written: left alone.)
+  if (c.from !== undefined && c.to !== undefined && !/[+-]/.test(c.from + c.to) && c.from > c.to) throw invalid(tag, 'the range starts after it ends');
   return c;
 }
 
