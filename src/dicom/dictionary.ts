@@ -5247,3 +5247,33 @@ export function parseTagOrKeyword(s: string): Tag | undefined {
   if (isHex8(s)) return s.toUpperCase();
   return tagForKeyword(s);
 }
+
+/**
+ * Tags whose VR is "US or SS" (PS3.6: xs), pixel values whose signedness follows Pixel
+ * Representation (0028,0103): SS when it is 1 (PS3.5 A.1, implicit VR). The dictionary above
+ * names them US. Lookup tables' descriptors (also xs) are left US: their first value is unsigned.
+ */
+const US_OR_SS: ReadonlySet<string> = new Set([
+  '00189810', // Zero Velocity Pixel Value
+  '00221452', // Mapped Pixel Value
+  '00280104', // Smallest Valid Pixel Value (retired)
+  '00280105', // Largest Valid Pixel Value (retired)
+  '00280106', // Smallest Image Pixel Value
+  '00280107', // Largest Image Pixel Value
+  '00280108', // Smallest Pixel Value in Series
+  '00280109', // Largest Pixel Value in Series
+  '00280110', // Smallest Image Pixel Value in Plane (retired)
+  '00280111', // Largest Image Pixel Value in Plane (retired)
+  '00280120', // Pixel Padding Value
+  '00280121', // Pixel Padding Range Limit
+  '00409211', // Real World Value Last Value Mapped
+  '00409216', // Real World Value First Value Mapped
+  '00603004', // Histogram First Bin Value
+  '00603006', // Histogram Last Bin Value
+]);
+
+/** The VR of an implicit-VR element: the dictionary's, SS for a pixel value when Pixel Representation is 1. */
+export function implicitVr(tag: string, pixelRepresentation: number | undefined): VR {
+  const vr = vrForTag(tag) ?? 'UN';
+  return vr === 'US' && pixelRepresentation === 1 && US_OR_SS.has(tag.toUpperCase()) ? 'SS' : vr;
+}

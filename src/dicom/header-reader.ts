@@ -9,7 +9,7 @@
  */
 import { constants as zlibConstants, createInflateRaw, inflateRawSync, type InflateRaw } from 'node:zlib';
 import { resolveCharacterSet, parseSpecificCharacterSet, type CharsetDecoder } from './charset.js';
-import { vrForTag } from './dictionary.js';
+import { implicitVr, vrForTag } from './dictionary.js';
 import { transferSyntax } from './transfer-syntax.js';
 import type { DicomJsonDataset, DicomJsonElement, DicomJsonValue, PersonName, VR } from './types.js';
 
@@ -126,6 +126,8 @@ interface Context {
   characterSetUnknown: boolean;
   droppedValues: string[];
   pixelData?: PixelDataRef;
+  /** Pixel Representation (0028,0103) of the top-level data set, for "US or SS" values in items. */
+  pixelRepresentation?: number;
 }
 
 function checkRetained(ctx: Context, n: number): void {
@@ -428,6 +430,12 @@ function* admitBeforeRetaining(ctx: Context, n: number): Parser<void> {
   }
 }
 
+/** Pixel Representation (0028,0103) as read so far in a data set (it precedes the pixel values, tags ascending). */
+function pixelRepresentationOf(ds: DicomJsonDataset): number | undefined {
+  const v = ds['00280103']?.Value?.[0];
+  return typeof v === 'number' ? v : undefined;
+}
+
 function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, depth: number, prefix: string, inherited: CharsetDecoder): Parser<DicomJsonDataset> {
   const ds: DicomJsonDataset = {};
   let cs = inherited;
@@ -451,7 +459,7 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
       throw new HeaderError('MALFORMED', `unexpected item at offset ${ctx.pos - 8}`);
     }
     const tag = hexTag(h.group, h.element);
-    let vr: VR = h.vr ?? vrForTag(tag) ?? 'UN';
+    let vr: VR = h.vr ?? implicitVr(tag, pixelRepresentationOf(ds) ?? ctx.pixelRepresentation);
     if (depth === 0 && isPixelDataTag(h.group, h.element)) {
       const undefinedLength = h.length === UNDEFINED_LENGTH;
       if (h.vr === undefined && undefinedLength) vr = 'OB'; // encapsulated fragments are OB whatever the dictionary says
@@ -520,6 +528,7 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
     }
     if (values !== undefined && values.length > 0) el.Value = values;
     ds[tag] = el;
+    if (depth === 0 && tag === '00280103') ctx.pixelRepresentation = pixelRepresentationOf(ds);
   }
   return ds;
 }

@@ -34,7 +34,7 @@
  */
 import { Readable } from 'node:stream';
 import { createInflateRaw } from 'node:zlib';
-import { vrForTag } from './dictionary.js';
+import { implicitVr, vrForTag } from './dictionary.js';
 import { DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, transferSyntax } from './transfer-syntax.js';
 import type { VR } from './types.js';
 
@@ -219,6 +219,8 @@ interface Frame {
   enc: Encoding;
   /** Items: Bits Allocated (0028,0100) when seen in this item. */
   bitsAllocated: number | undefined;
+  /** Items: Pixel Representation (0028,0103) when seen in this item (SS for "US or SS" values when 1). */
+  pixelRepresentation: number | undefined;
 }
 
 /** What to do with the value bytes still to come. */
@@ -230,8 +232,8 @@ interface ValueJob {
   copy: boolean;
   /** Dropped, not written (group lengths). */
   drop: boolean;
-  /** Bits Allocated: capture the value into the frame. */
-  capture: boolean;
+  /** Bits Allocated or Pixel Representation: capture the value into the frame. */
+  capture: 'bitsAllocated' | 'pixelRepresentation' | undefined;
 }
 
 class Transcoder {
@@ -253,7 +255,7 @@ class Transcoder {
     enc: Encoding,
     private readonly explicitOut: boolean,
   ) {
-    this.stack = [{ kind: 'item', end: undefined, limit: Infinity, enc, bitsAllocated: undefined }];
+    this.stack = [{ kind: 'item', end: undefined, limit: Infinity, enc, bitsAllocated: undefined, pixelRepresentation: undefined }];
   }
 
   push(raw: Uint8Array): readonly Uint8Array[] {
@@ -289,7 +291,7 @@ class Transcoder {
     if (this.stack.length > MAX_DEPTH) throw new ReencodeError(`sequences nested deeper than ${MAX_DEPTH / 2}`);
     const end = length === UNDEFINED_LENGTH ? undefined : this.pos + length;
     const limit = Math.min(end ?? Infinity, this.top().limit);
-    this.stack.push({ kind, end, limit, enc, bitsAllocated: undefined });
+    this.stack.push({ kind, end, limit, enc, bitsAllocated: undefined, pixelRepresentation: undefined });
   }
 
   // --- element headers
@@ -392,18 +394,29 @@ class Transcoder {
       swap: enc.le ? 0 : (SWAP_SIZE[vr] ?? 0),
       copy: length < COPY_BELOW,
       drop: element === 0,
-      capture: group === 0x0028 && element === 0x0100 && length === 2,
+      capture: group === 0x0028 && length === 2 ? (element === 0x0100 ? 'bitsAllocated' : element === 0x0103 ? 'pixelRepresentation' : undefined) : undefined,
     };
     if (!job.drop) this.writeHeader(group, element, this.outputVr(group, element, vrIn, vr, length, frame), length);
-    if (job.capture) this.capturedLen = 0;
+    if (job.capture !== undefined) this.capturedLen = 0;
     if (length === 0) return;
     this.job = job;
+  }
+
+  /** Pixel Representation of the item being read, else of the nearest enclosing one that has it. */
+  private pixelRepresentation(frame: Frame): number | undefined {
+    if (frame.pixelRepresentation !== undefined) return frame.pixelRepresentation;
+    for (let i = this.stack.length - 1; i >= 0; i--) {
+      const v = this.stack[i]?.pixelRepresentation;
+      if (v !== undefined) return v;
+    }
+    return undefined;
   }
 
   private outputVr(group: number, element: number, vrIn: VR | undefined, vr: VR, length: number, frame: Frame): VR {
     if (vrIn !== undefined) return vrIn;
     let out = vr;
     if (group === 0x7fe0 && element === 0x0010) out = frame.bitsAllocated !== undefined && frame.bitsAllocated <= 8 ? 'OB' : 'OW';
+    else if (vr === 'US') out = implicitVr(hex4(group) + hex4(element), this.pixelRepresentation(frame));
     return length > 0xffff && !LONG_VRS.has(out) ? 'UN' : out;
   }
 
@@ -413,7 +426,7 @@ class Transcoder {
     const job = this.job as ValueJob;
     const n = Math.min(job.left, chunk.length - off);
     const part = chunk.subarray(off, off + n);
-    if (job.capture) this.capture(part);
+    if (job.capture !== undefined) this.capture(part);
     if (!job.drop) {
       if (job.swap !== 0) this.swapped(part, job.swap);
       else if (job.copy || n < COPY_BELOW) this.sink.copy(part);
@@ -436,9 +449,9 @@ class Transcoder {
       this.sink.copy(this.unit.subarray(0, this.unitLen));
       this.unitLen = 0;
     }
-    if (job.capture) {
+    if (job.capture !== undefined) {
       const v = this.captured;
-      this.top().bitsAllocated = this.top().enc.le ? v : ((v & 0xff) << 8) | (v >> 8);
+      this.top()[job.capture] = this.top().enc.le ? v : ((v & 0xff) << 8) | (v >> 8);
     }
   }
 

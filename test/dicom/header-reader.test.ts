@@ -126,6 +126,28 @@ function expectedDataset(implicit: boolean): DicomJsonDataset {
   };
 }
 
+describe('implicit VR: "US or SS" pixel values follow Pixel Representation (PS3.5 A.1)', () => {
+  it('are SS when Pixel Representation is 1 (items without their own take the top level\'s), US when 0', () => {
+    for (const [pr, vr, values] of [
+      [1, 'SS', [-100, -2000, -5]],
+      [0, 'US', [65436, 63536, 65531]],
+    ] as const) {
+      const ds: WriteElement[] = [
+        { tag: '00080016', vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.2' },
+        { tag: '00080018', vr: 'UI', value: '1.2.3.4' },
+        { tag: '00280103', vr: 'US', value: [pr] },
+        { tag: '00280106', vr: 'SS', value: [-100] },
+        { tag: '00280120', vr: 'SS', value: [-2000] },
+        { tag: '00880200', vr: 'SQ', value: [[{ tag: '00280106', vr: 'SS', value: [-5] }]] },
+      ];
+      const h = readPart10HeaderFromBuffer(writePart10({ dataset: ds, transferSyntaxUid: '1.2.840.10008.1.2', sopClassUid: '1.2.840.10008.5.1.4.1.1.2', sopInstanceUid: '1.2.3.4' }), { bulkdataThreshold: 1024 });
+      const item = (h.dataset['00880200']?.Value?.[0] ?? {}) as DicomJsonDataset;
+      assert.deepEqual([h.dataset['00280106']?.vr, h.dataset['00280120']?.vr, item['00280106']?.vr], [vr, vr, vr]);
+      assert.deepEqual([h.dataset['00280106']?.Value?.[0], h.dataset['00280120']?.Value?.[0], item['00280106']?.Value?.[0]], values);
+    }
+  });
+});
+
 describe('readPart10HeaderFromBuffer: round trips through writer.ts', () => {
   for (const [name, ts] of [
     ['Explicit VR Little Endian', EXPLICIT_VR_LE],

@@ -685,3 +685,28 @@ test('structural errors reject: invalid VR, element overrunning its item, item o
   const shallow = deep.subarray(16 * 30, deep.length - 16 * 30);
   assert.ok((await reencode(shallow, IMPLICIT_VR_LE, EXPLICIT_VR_LE)).length > 0);
 });
+
+test('implicit -> explicit: a "US or SS" pixel value is written SS when Pixel Representation is 1 (also in an item without its own), US when 0', async () => {
+  const signed = (pr: number): Buffer =>
+    encodeDataset(
+      [
+        { tag: '00280103', vr: 'US', value: [pr] },
+        { tag: '00280106', vr: 'SS', value: [-100] },
+        { tag: '00280120', vr: 'SS', value: [-2000] },
+        { tag: '00880200', vr: 'SQ', value: [[{ tag: '00280106', vr: 'SS', value: [-5] }]] },
+      ],
+      { explicitVr: false },
+    );
+  for (const [pr, vr, values] of [
+    [1, 'SS', [-100, -2000, -5]],
+    [0, 'US', [65436, 63536, 65531]],
+  ] as const) {
+    const out = await reencode(signed(pr), IMPLICIT_VR_LE, EXPLICIT_VR_LE);
+    const h = readPart10HeaderFromBuffer(Buffer.concat([encodeFileMeta({ sopClassUid: SOP_CLASS, sopInstanceUid: SOP_INSTANCE, transferSyntaxUid: EXPLICIT_VR_LE }), out]), { bulkdataThreshold: 1024 });
+    assert.equal(h.dataset['00280106']?.vr, vr);
+    assert.equal(h.dataset['00280120']?.vr, vr);
+    const item = (h.dataset['00880200']?.Value?.[0] ?? {}) as Record<string, { vr?: string; Value?: unknown[] }>;
+    assert.equal(item['00280106']?.vr, vr);
+    assert.deepEqual([h.dataset['00280106']?.Value?.[0], h.dataset['00280120']?.Value?.[0], item['00280106']?.Value?.[0]], values);
+  }
+});
