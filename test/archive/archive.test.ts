@@ -277,6 +277,34 @@ describe('archive.remove', () => {
   });
 });
 
+async function read(s: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** An instance with native pixel data in the given transfer syntax: `frames` frames of 8×8 at `bits` bits. */
+function pixelInstance(ids: Ids, transferSyntaxUid: string, o: { frames: number; bits: number; pixels: Buffer; extra?: WriteElement[] }): Buffer {
+  return writePart10({
+    dataset: [
+      { tag: '00080016', vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' },
+      { tag: '00080018', vr: 'UI', value: ids.sop },
+      { tag: '0020000D', vr: 'UI', value: ids.study },
+      { tag: '0020000E', vr: 'UI', value: ids.series },
+      { tag: '00280002', vr: 'US', value: [1] },
+      { tag: '00280008', vr: 'IS', value: [String(o.frames)] },
+      { tag: '00280010', vr: 'US', value: [8] },
+      { tag: '00280011', vr: 'US', value: [8] },
+      { tag: '00280100', vr: 'US', value: [o.bits] },
+      ...(o.extra ?? []),
+      { tag: '7FE00010', vr: 'OW', value: o.pixels },
+    ],
+    transferSyntaxUid,
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.7',
+    sopInstanceUid: ids.sop,
+  });
+}
+
 describe('retrieve from deflated instances', () => {
   it('serves frames and bulk data of a Deflated Explicit VR LE instance from the inflated dataset', async () => {
     const env = setup({ bulkdataThreshold: 16 });
@@ -285,38 +313,45 @@ describe('retrieve from deflated instances', () => {
     const pixels = Buffer.alloc(2 * 8 * 8 * 3);
     for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 7) & 0xff;
     const privateValue = Buffer.alloc(300, 0x5a);
-    const file = writePart10({
-      dataset: [
-        { tag: '00080016', vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' },
-        { tag: '00080018', vr: 'UI', value: ids.sop },
-        { tag: '0020000D', vr: 'UI', value: ids.study },
-        { tag: '0020000E', vr: 'UI', value: ids.series },
-        { tag: '00280002', vr: 'US', value: [1] },
-        { tag: '00280008', vr: 'IS', value: ['3'] },
-        { tag: '00280010', vr: 'US', value: [8] },
-        { tag: '00280011', vr: 'US', value: [8] },
-        { tag: '00280100', vr: 'US', value: [16] },
+    const file = pixelInstance(ids, '1.2.840.10008.1.2.1.99', {
+      frames: 3,
+      bits: 16,
+      pixels,
+      extra: [
         { tag: '00090010', vr: 'LO', value: 'PACSNODE TEST' },
         { tag: '00091001', vr: 'OB', value: privateValue },
-        { tag: '7FE00010', vr: 'OW', value: pixels },
       ],
-      transferSyntaxUid: '1.2.840.10008.1.2.1.99',
-      sopClassUid: '1.2.840.10008.5.1.4.1.1.7',
-      sopInstanceUid: ids.sop,
     });
     const out = await env.archive.ingest(ctx, { body: body(file, 100) });
     assert.equal(out.ok, true, out.message);
     const scope = { studyUid: ids.study, seriesUid: ids.series, sopUid: ids.sop };
-    const read = async (s: Readable): Promise<Buffer> => {
-      const parts: Buffer[] = [];
-      for await (const c of s) parts.push(c as Buffer);
-      return Buffer.concat(parts);
-    };
     const frames = await env.archive.frames(ctx, scope, [2, 3]);
     assert.deepEqual(await read(await (frames[0] as { open(): Promise<Readable> }).open()), pixels.subarray(128, 256));
     assert.deepEqual(await read(await (frames[1] as { open(): Promise<Readable> }).open()), pixels.subarray(256, 384));
     const bulk = await env.archive.bulkdata(ctx, scope, ['00091001']);
     assert.deepEqual(await read(bulk.stream), privateValue);
+    await env.metadata.close();
+  });
+});
+
+describe('retrieve from big endian instances', () => {
+  it('serves frames of 8-bit pixels held in OW swapped back by 16-bit word, as bulk data is (not as stored)', async () => {
+    const env = setup({ bulkdataThreshold: 16 });
+    await env.metadata.migrate();
+    const ids = newIds();
+    const pixels = Buffer.alloc(8 * 8 * 2);
+    for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 7) & 0xff;
+    // Explicit VR Big Endian: an OW value is 16-bit words, each byte-swapped (the writer takes the
+    // value's bytes as they are: they are given swapped).
+    const file = pixelInstance(ids, '1.2.840.10008.1.2.2', { frames: 2, bits: 8, pixels: Buffer.from(pixels).swap16() });
+    const out = await env.archive.ingest(ctx, { body: body(file) });
+    assert.equal(out.ok, true, out.message);
+    const scope = { studyUid: ids.study, seriesUid: ids.series, sopUid: ids.sop };
+    const frames = await env.archive.frames(ctx, scope, [1, 2]);
+    assert.deepEqual(await read(await (frames[0] as { open(): Promise<Readable> }).open()), pixels.subarray(0, 64));
+    assert.deepEqual(await read(await (frames[1] as { open(): Promise<Readable> }).open()), pixels.subarray(64, 128));
+    const bulk = await env.archive.bulkdata(ctx, scope, ['7FE00010']);
+    assert.deepEqual(await read(bulk.stream), pixels);
     await env.metadata.close();
   });
 });

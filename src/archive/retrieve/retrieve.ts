@@ -117,7 +117,8 @@ const FRAGMENT_CACHE_MAX = 256;
  * stored fragments. Range checks give NOT_FOUND before any byte is sent.
  */
 export async function locateFrames(deps: RetrieveDeps, row: InstanceRow, header: DicomJsonDataset, frameNumbers: number[]): Promise<FramePart[]> {
-  const pixel = header['7FE00010']?._bulk ?? header['7FE00008']?._bulk ?? header['7FE00009']?._bulk;
+  const pixelElement = header['7FE00010'] ?? header['7FE00008'] ?? header['7FE00009'];
+  const pixel = pixelElement?._bulk;
   if (!pixel) throw new ArchiveError('NOT_FOUND', 'the instance has no pixel data');
   const ts = transferSyntax(row.transferSyntaxUid);
   if (!ts) throw new ArchiveError('NOT_ACCEPTABLE', `frames of ${row.transferSyntaxUid} instances cannot be served`);
@@ -136,7 +137,9 @@ export async function locateFrames(deps: RetrieveDeps, row: InstanceRow, header:
     const frameBits = rows * cols * samples * bits;
     if (frameBits % 8 !== 0) throw new ArchiveError('NOT_ACCEPTABLE', 'frames that are not byte-aligned cannot be served yet');
     const frameBytes = frameBits / 8;
-    const swap = !ts.littleEndian && bits > 8 ? bits / 8 : 0;
+    // Big endian: the value's words are swapped, by its VR's word size (OW: 16 bits, also for 8-bit
+    // or 32-bit pixels; OB: none), as for bulk data.
+    const swap = !ts.littleEndian ? (WORD_SIZE[pixelElement?.vr ?? 'OW'] ?? 0) : 0;
     return frameNumbers.map((n) => {
       const start = pixel.offset + (n - 1) * frameBytes;
       const available = Math.max(0, Math.min(frameBytes, (pixel.length as number) - (n - 1) * frameBytes));
