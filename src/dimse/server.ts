@@ -38,8 +38,13 @@ export interface DimseServer {
   close(options?: { drainMs?: number }): Promise<void>;
 }
 
-/** Connections beyond this many over max_associations are dropped without an answer (flood guard). */
-const CONNECTION_SLACK = 16;
+/**
+ * Connections that have not sent their A-ASSOCIATE-RQ yet (ARTIM runs, 30 s) do not count against
+ * max_associations; at most this many wait at once, and one more closes the oldest of them (a
+ * client sends its request within milliseconds of connecting: a host holding idle connections
+ * cannot lock the modalities out).
+ */
+const MAX_PENDING_CONNECTIONS = 32;
 
 export function createDimseServer(deps: DimseServerDeps): DimseServer {
   const { policy, logger } = deps;
@@ -47,9 +52,17 @@ export function createDimseServer(deps: DimseServerDeps): DimseServer {
   let server: Server | undefined;
 
   const onConnection = (socket: Socket): void => {
-    if (open.size >= policy.maxAssociations + CONNECTION_SLACK) {
-      socket.destroy();
-      return;
+    let pending = 0;
+    let oldestPending: Acceptor | undefined;
+    for (const a of open) {
+      if (a.requested) continue;
+      pending++;
+      oldestPending ??= a;
+    }
+    if (pending >= MAX_PENDING_CONNECTIONS && oldestPending !== undefined) {
+      logger.debug({ peer: oldestPending.ul.remoteAddress }, 'DIMSE connection closed: no A-ASSOCIATE-RQ yet and too many such connections');
+      oldestPending.ul.destroy();
+      open.delete(oldestPending);
     }
     const nodes = deps.nodes;
     const acceptor: Acceptor = new Acceptor({
@@ -60,7 +73,11 @@ export function createDimseServer(deps: DimseServerDeps): DimseServer {
       ...(deps.move ? { move: deps.move } : {}),
       ...(deps.get ? { get: deps.get } : {}),
       logger,
-      otherAssociations: () => open.size - 1,
+      otherAssociations: () => {
+        let n = 0;
+        for (const a of open) if (a !== acceptor && a.holdsSlot) n++;
+        return n;
+      },
     });
     open.add(acceptor);
     void acceptor.closed.then(() => open.delete(acceptor));

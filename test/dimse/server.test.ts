@@ -236,6 +236,30 @@ describe('DIMSE SCP policy', () => {
   });
 });
 
+describe('DIMSE SCP: connections that never send an A-ASSOCIATE-RQ', () => {
+  it('do not take association slots: with 40 idle connections open and max_associations 2, two echoes succeed; the oldest idle ones are closed past 32', { timeout: 30_000 }, async () => {
+    const d = await startDimse({ policy: { maxAssociations: 2 } });
+    const idle: Socket[] = [];
+    try {
+      for (let i = 0; i < 40; i++) {
+        const s = connect(d.port, '127.0.0.1');
+        s.on('error', () => {});
+        await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+        idle.push(s);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(await Promise.all([echo(d.port), echo(d.port)]), [0, 0]);
+      const closed = idle.filter((s) => s.destroyed || s.readableEnded);
+      assert.ok(closed.length >= 8, `${closed.length} of the idle connections were closed`);
+      assert.ok(idle.slice(0, 8).every((s) => s.destroyed || s.readableEnded), 'the oldest ones');
+      assert.ok(idle.slice(-10).every((s) => !s.destroyed && !s.readableEnded), 'not the newest');
+    } finally {
+      for (const s of idle) s.destroy();
+      await d.close();
+    }
+  });
+});
+
 describe('DIMSE SCP under abuse: only the offending association ends, nothing is stored', () => {
   let d: TestDimse;
   before(async () => {

@@ -76,6 +76,7 @@ export class Acceptor {
   private readonly assembler: MessageAssembler;
   private negotiated: Negotiated | undefined;
   private rq: AssociateRq | undefined;
+  private rejected = false;
   private work: Promise<void> = Promise.resolve();
   private busy = 0;
   private readonly running = new Map<number, AbortController>();
@@ -213,6 +214,7 @@ export class Acceptor {
       admission = { ok: false as const, reject: { result: 2 as const, source: 1 as const, reason: 1 }, detail: 'admission check failed' };
     }
     if (!admission.ok) {
+      this.rejected = true;
       this.ending = 'rejected';
       this.endDetail = admission.detail;
       this.ul.reject(admission.reject);
@@ -543,6 +545,16 @@ export class Acceptor {
       this.awaitingResponse.delete(id);
       waiter.reject(new Error(reason));
     }
+  }
+
+  /** An A-ASSOCIATE-RQ has arrived (before it, the connection is only pending: ARTIM runs). */
+  get requested(): boolean {
+    return this.rq !== undefined;
+  }
+
+  /** Counts against max_associations: requested and not rejected (being admitted, or established). */
+  get holdsSlot(): boolean {
+    return this.rq !== undefined && !this.rejected;
   }
 
   private onClosed(): void {
