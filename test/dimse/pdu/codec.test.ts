@@ -172,6 +172,16 @@ describe('PDU codec', () => {
     assert.equal(pdu.calledAe, 'PACS');
   });
 
+  it('trims spaces only from AE titles: a tab or a no-break space is part of the title (PS3.5 6.2)', () => {
+    const rq = (called: Buffer): AssociateRq => {
+      const body = Buffer.concat([bytes('0001 0000'), called, bytes(t('SCU             '), '00'.repeat(32), '10 00', u16(22), t(APP), '00'), pcItem(1)]);
+      return decodePdu(Buffer.concat([bytes('01 00', u32(body.length)), body])) as AssociateRq;
+    };
+    assert.equal(rq(Buffer.from('PACSNODE\t       ', 'latin1')).calledAe, 'PACSNODE\t');
+    assert.equal(rq(Buffer.from('PACSNODE\u00a0       ', 'latin1')).calledAe, 'PACSNODE\u00a0');
+    assert.equal(rq(Buffer.from('PACSNODE\0\0\0\0\0\0\0\0', 'latin1')).calledAe, 'PACSNODE');
+  });
+
   it('rejects an item overrunning its PDU (invalid parameter value)', () => {
     const body = bytes('0001 0000', '', t('A'.padEnd(16)), t('B'.padEnd(16)), '00'.repeat(32), '10 00 00ff', t(APP));
     assert.throws(() => decodePdu(Buffer.concat([bytes('01 00', u32(body.length)), body])), (e: unknown) => e instanceof PduError && e.reason === AbortReason.INVALID_PDU_PARAMETER_VALUE);
