@@ -39,12 +39,17 @@ export interface DimseServer {
 }
 
 /**
- * Connections that have not sent their A-ASSOCIATE-RQ yet (ARTIM runs, 30 s) do not count against
- * max_associations; at most this many wait at once, and one more closes the oldest of them (a
- * client sends its request within milliseconds of connecting: a host holding idle connections
- * cannot lock the modalities out).
+ * Connections that hold no association — no A-ASSOCIATE-RQ yet (ARTIM runs), or answered with an
+ * A-ASSOCIATE-RJ and not yet closed by the peer — do not count against max_associations; at most
+ * this many wait at once, and one more closes the oldest of them (a client sends its request
+ * within milliseconds of connecting: a host holding idle connections cannot lock others out).
  */
 const MAX_PENDING_CONNECTIONS = 32;
+/**
+ * Room beyond the associations and the waiting connections (those evicted but not yet closed);
+ * past it, new connections are closed at once (flood guard: sockets are finite).
+ */
+const CONNECTION_SLACK = 16;
 
 export function createDimseServer(deps: DimseServerDeps): DimseServer {
   const { policy, logger } = deps;
@@ -52,15 +57,20 @@ export function createDimseServer(deps: DimseServerDeps): DimseServer {
   let server: Server | undefined;
 
   const onConnection = (socket: Socket): void => {
+    if (open.size >= policy.maxAssociations + MAX_PENDING_CONNECTIONS + CONNECTION_SLACK) {
+      socket.destroy();
+      return;
+    }
     let pending = 0;
     let oldestPending: Acceptor | undefined;
+    // Connections holding no slot: no A-ASSOCIATE-RQ yet, or rejected and not yet closed by the peer.
     for (const a of open) {
-      if (a.requested) continue;
+      if (a.holdsSlot) continue;
       pending++;
       oldestPending ??= a;
     }
     if (pending >= MAX_PENDING_CONNECTIONS && oldestPending !== undefined) {
-      logger.debug({ peer: oldestPending.ul.remoteAddress }, 'DIMSE connection closed: no A-ASSOCIATE-RQ yet and too many such connections');
+      logger.debug({ peer: oldestPending.ul.remoteAddress }, 'DIMSE connection closed: no association (none requested yet, or rejected) and too many such connections');
       oldestPending.ul.destroy();
       open.delete(oldestPending);
     }

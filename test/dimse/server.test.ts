@@ -260,6 +260,26 @@ describe('DIMSE SCP: connections that never send an A-ASSOCIATE-RQ', () => {
   });
 });
 
+describe('DIMSE SCP: rejected connections the peer keeps open', () => {
+  it('do not pile up: 60 requests answered 1/1/7 and held open, then an echo still succeeds', { timeout: 30_000 }, async () => {
+    const d = await startDimse({ policy: { maxAssociations: 2 } });
+    const held: RawPeer[] = [];
+    try {
+      for (let i = 0; i < 60; i++) {
+        const p = new RawPeer(d.port);
+        p.socket.write(encodePdu(RQ([['1.2.840.10008.1.1', [IMPLICIT_VR_LE]]], 'NOTOURS')));
+        assert.deepEqual(await p.next(), { type: 'A-ASSOCIATE-RJ', result: 1, source: 1, reason: 7 });
+        held.push(p);
+      }
+      assert.equal(await echo(d.port), 0);
+      assert.ok(held.filter((p) => p.closed).length >= 28, `${held.filter((p) => p.closed).length} of the held connections were closed`);
+    } finally {
+      for (const p of held) p.end();
+      await d.close();
+    }
+  });
+});
+
 describe('DIMSE SCP under abuse: only the offending association ends, nothing is stored', () => {
   let d: TestDimse;
   before(async () => {
