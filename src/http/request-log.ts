@@ -39,8 +39,17 @@ export function pathOnly(url: string): string {
   return q < 0 ? url : url.slice(0, q);
 }
 
-/** A route parameter as logged: a UID list or a number list (frames) as it is, anything else not. */
-const LOGGABLE_PARAM = (value: string): boolean => value.split(',').every((v) => isValidUid(v) || /^\d{1,10}$/.test(v));
+/**
+ * A route parameter as logged, by its name: a frame list as numbers, a node's AE title, a job id (a
+ * UUID); any other (study, series, instance, …) only when it is a UID with at least one dot — a
+ * patient ID or accession number of digits alone is a valid one-component UID, but no real one.
+ */
+function loggableParam(name: string, value: string): boolean {
+  if (name === 'frames') return /^\d{1,10}(,\d{1,10})*$/.test(value);
+  if (name === 'ae_title') return /^[A-Za-z0-9 _.-]{1,16}$/.test(value);
+  if (name === 'id') return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+  return value.includes('.') && isValidUid(value);
+}
 
 /**
  * The path of a request as it may be logged: the route it matched with each parameter that is a
@@ -57,7 +66,7 @@ export function loggablePath(request: FastifyRequest): string {
   const params = (request.params ?? {}) as Record<string, unknown>;
   return route.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (whole, name: string) => {
     const value = params[name];
-    return typeof value === 'string' && LOGGABLE_PARAM(value) ? value : whole;
+    return typeof value === 'string' && loggableParam(name, value) ? value : whole;
   });
 }
 
