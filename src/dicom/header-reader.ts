@@ -126,8 +126,6 @@ interface Context {
   characterSetUnknown: boolean;
   droppedValues: string[];
   pixelData?: PixelDataRef;
-  /** Pixel Representation (0028,0103) of the top-level data set, for "US or SS" values in items. */
-  pixelRepresentation?: number;
 }
 
 function checkRetained(ctx: Context, n: number): void {
@@ -390,7 +388,7 @@ function* skipFragments(ctx: Context, enc: Encoding): Parser<void> {
   }
 }
 
-function* readSequence(ctx: Context, enc: Encoding, length: number, depth: number, path: string, cs: CharsetDecoder): Parser<DicomJsonDataset[]> {
+function* readSequence(ctx: Context, enc: Encoding, length: number, depth: number, path: string, cs: CharsetDecoder, pixelRepresentation: number | undefined): Parser<DicomJsonDataset[]> {
   if (depth >= MAX_DEPTH) throw new HeaderError('MALFORMED', `sequences nested deeper than ${MAX_DEPTH}`);
   const end = length === UNDEFINED_LENGTH ? undefined : ctx.pos + length;
   const items: DicomJsonDataset[] = [];
@@ -409,7 +407,7 @@ function* readSequence(ctx: Context, enc: Encoding, length: number, depth: numbe
       throw new HeaderError('MALFORMED', `expected an item in ${path} at offset ${ctx.pos - 8}`);
     }
     const itemEnd = h.length === UNDEFINED_LENGTH ? undefined : ctx.pos + h.length;
-    items.push(yield* readDataset(ctx, enc, itemEnd, depth + 1, `${path}/${items.length}/`, cs));
+    items.push(yield* readDataset(ctx, enc, itemEnd, depth + 1, `${path}/${items.length}/`, cs, pixelRepresentation));
   }
   return items;
 }
@@ -436,7 +434,16 @@ function pixelRepresentationOf(ds: DicomJsonDataset): number | undefined {
   return typeof v === 'number' ? v : undefined;
 }
 
-function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, depth: number, prefix: string, inherited: CharsetDecoder): Parser<DicomJsonDataset> {
+/** `inheritedPixelRepresentation`: of the nearest enclosing data set that has one (for "US or SS" values). */
+function* readDataset(
+  ctx: Context,
+  enc: Encoding,
+  end: number | undefined,
+  depth: number,
+  prefix: string,
+  inherited: CharsetDecoder,
+  inheritedPixelRepresentation?: number,
+): Parser<DicomJsonDataset> {
   const ds: DicomJsonDataset = {};
   let cs = inherited;
   for (;;) {
@@ -459,7 +466,7 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
       throw new HeaderError('MALFORMED', `unexpected item at offset ${ctx.pos - 8}`);
     }
     const tag = hexTag(h.group, h.element);
-    let vr: VR = h.vr ?? implicitVr(tag, pixelRepresentationOf(ds) ?? ctx.pixelRepresentation);
+    let vr: VR = h.vr ?? implicitVr(tag, pixelRepresentationOf(ds) ?? inheritedPixelRepresentation);
     if (depth === 0 && isPixelDataTag(h.group, h.element)) {
       const undefinedLength = h.length === UNDEFINED_LENGTH;
       if (h.vr === undefined && undefinedLength) vr = 'OB'; // encapsulated fragments are OB whatever the dictionary says
@@ -482,7 +489,7 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
       if (vr === 'SQ' || vr === 'UN' || !BINARY_VRS.has(vr)) {
         // UN of undefined length is a sequence in Implicit VR LE (PS3.5 6.2.2, CP-246)
         const itemEnc = h.vr === 'UN' ? IMPLICIT_LE : enc;
-        ds[tag] = sequenceElement(yield* readSequence(ctx, itemEnc, h.length, depth, path, cs));
+        ds[tag] = sequenceElement(yield* readSequence(ctx, itemEnc, h.length, depth, path, cs, pixelRepresentationOf(ds) ?? inheritedPixelRepresentation));
         continue;
       }
       // encapsulated value outside top-level Pixel Data (e.g. an icon image): located, not read
@@ -492,7 +499,7 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
       continue;
     }
     if (vr === 'SQ') {
-      ds[tag] = sequenceElement(yield* readSequence(ctx, enc, h.length, depth, path, cs));
+      ds[tag] = sequenceElement(yield* readSequence(ctx, enc, h.length, depth, path, cs, pixelRepresentationOf(ds) ?? inheritedPixelRepresentation));
       continue;
     }
     if (BINARY_VRS.has(vr)) {
@@ -528,7 +535,6 @@ function* readDataset(ctx: Context, enc: Encoding, end: number | undefined, dept
     }
     if (values !== undefined && values.length > 0) el.Value = values;
     ds[tag] = el;
-    if (depth === 0 && tag === '00280103') ctx.pixelRepresentation = pixelRepresentationOf(ds);
   }
   return ds;
 }

@@ -49,7 +49,9 @@ export function lowerBoundShortForms(from: string): string[] {
     // What is dropped must be zeros only, with at most the fraction's point among them.
     if (!/^0*(\.0*)?$/.test(from.slice(k))) break;
     const form = from.slice(0, k);
-    if (!form.endsWith('.')) forms.push(form);
+    // Spellings a TM or DT value can have: whole components (pairs of digits after the year) or a
+    // shorter fraction; `09300` or `093000.` are none.
+    if (form.includes('.') ? !form.endsWith('.') : form.length % 2 === 0) forms.push(form);
   }
   return forms;
 }

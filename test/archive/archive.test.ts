@@ -284,7 +284,7 @@ async function read(s: Readable): Promise<Buffer> {
 }
 
 /** An instance with native pixel data in the given transfer syntax: `frames` frames of 8×8 at `bits` bits. */
-function pixelInstance(ids: Ids, transferSyntaxUid: string, o: { frames: number; bits: number; pixels: Buffer; extra?: WriteElement[] }): Buffer {
+function pixelInstance(ids: Ids, transferSyntaxUid: string, o: { frames: number; bits: number; pixels: Buffer; extra?: WriteElement[]; rows?: number; columns?: number }): Buffer {
   return writePart10({
     dataset: [
       { tag: '00080016', vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' },
@@ -293,8 +293,8 @@ function pixelInstance(ids: Ids, transferSyntaxUid: string, o: { frames: number;
       { tag: '0020000E', vr: 'UI', value: ids.series },
       { tag: '00280002', vr: 'US', value: [1] },
       { tag: '00280008', vr: 'IS', value: [String(o.frames)] },
-      { tag: '00280010', vr: 'US', value: [8] },
-      { tag: '00280011', vr: 'US', value: [8] },
+      { tag: '00280010', vr: 'US', value: [o.rows ?? 8] },
+      { tag: '00280011', vr: 'US', value: [o.columns ?? 8] },
       { tag: '00280100', vr: 'US', value: [o.bits] },
       ...(o.extra ?? []),
       { tag: '7FE00010', vr: 'OW', value: o.pixels },
@@ -352,6 +352,17 @@ describe('retrieve from big endian instances', () => {
     assert.deepEqual(await read(await (frames[1] as { open(): Promise<Readable> }).open()), pixels.subarray(64, 128));
     const bulk = await env.archive.bulkdata(ctx, scope, ['7FE00010']);
     assert.deepEqual(await read(bulk.stream), pixels);
+    await env.metadata.close();
+  });
+
+  it('refuses (406) frames that would not start on a word of the OW value (8-bit frames of odd size)', async () => {
+    const env = setup({ bulkdataThreshold: 16 });
+    await env.metadata.migrate();
+    const ids = newIds();
+    // 3 frames of 3×3 8-bit pixels (27 bytes, padded to 28 in the value).
+    const file = pixelInstance(ids, '1.2.840.10008.1.2.2', { frames: 3, bits: 8, pixels: Buffer.alloc(28, 1), rows: 3, columns: 3 });
+    assert.equal((await env.archive.ingest(ctx, { body: body(file) })).ok, true);
+    await assert.rejects(env.archive.frames(ctx, { studyUid: ids.study, seriesUid: ids.series, sopUid: ids.sop }, [2]), { code: 'NOT_ACCEPTABLE' });
     await env.metadata.close();
   });
 });

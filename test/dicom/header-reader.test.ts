@@ -148,6 +148,22 @@ describe('implicit VR: "US or SS" pixel values follow Pixel Representation (PS3.
   });
 });
 
+describe('implicit VR: Pixel Representation of the nearest enclosing data set', () => {
+  it('an item inside an item with Pixel Representation 1 reads its pixel values SS, whatever the top level says (as re-encoding does)', () => {
+    const ds: WriteElement[] = [
+      { tag: '00080016', vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.2' },
+      { tag: '00080018', vr: 'UI', value: '1.2.3.4' },
+      { tag: '00280103', vr: 'US', value: [0] },
+      { tag: '00880200', vr: 'SQ', value: [[{ tag: '00280103', vr: 'US', value: [1] }, { tag: '00880200', vr: 'SQ', value: [[{ tag: '00280106', vr: 'SS', value: [-7] }]] }]] },
+    ];
+    const h = readPart10HeaderFromBuffer(writePart10({ dataset: ds, transferSyntaxUid: '1.2.840.10008.1.2', sopClassUid: '1.2.840.10008.5.1.4.1.1.2', sopInstanceUid: '1.2.3.4' }), { bulkdataThreshold: 1024 });
+    const outer = (h.dataset['00880200']?.Value?.[0] ?? {}) as DicomJsonDataset;
+    const inner = (outer['00880200']?.Value?.[0] ?? {}) as DicomJsonDataset;
+    assert.equal(inner['00280106']?.vr, 'SS');
+    assert.equal(inner['00280106']?.Value?.[0], -7);
+  });
+});
+
 describe('readPart10HeaderFromBuffer: round trips through writer.ts', () => {
   for (const [name, ts] of [
     ['Explicit VR Little Endian', EXPLICIT_VR_LE],

@@ -12,9 +12,10 @@ const STUDY_UID = '0020000D';
 
 describe('lowerBoundShortForms', () => {
   it('the shorter spellings of a bound: only zeros (and the point of a fraction of zeros) dropped', () => {
-    assert.deepEqual(lowerBoundShortForms('093000'), ['09300', '0930', '093']);
-    assert.deepEqual(lowerBoundShortForms('090000.000'), ['090000.00', '090000.0', '090000', '09000', '0900', '090', '09']);
-    assert.deepEqual(lowerBoundShortForms('20210615140000'), ['2021061514000', '202106151400', '20210615140', '2021061514']);
+    assert.deepEqual(lowerBoundShortForms('093000'), ['0930']);
+    assert.deepEqual(lowerBoundShortForms('090000.000'), ['090000.00', '090000.0', '090000', '0900', '09']);
+    assert.deepEqual(lowerBoundShortForms('20210615140000'), ['202106151400', '2021061514']);
+    assert.deepEqual(lowerBoundShortForms('20210110'), [], 'no odd-length spelling of a date');
     assert.deepEqual(lowerBoundShortForms('20240105'), []);
     assert.deepEqual(lowerBoundShortForms('120000+0100'), []);
   });

@@ -140,6 +140,9 @@ export async function locateFrames(deps: RetrieveDeps, row: InstanceRow, header:
     // Big endian: the value's words are swapped, by its VR's word size (OW: 16 bits, also for 8-bit
     // or 32-bit pixels; OB: none), as for bulk data.
     const swap = !ts.littleEndian ? (WORD_SIZE[pixelElement?.vr ?? 'OW'] ?? 0) : 0;
+    // A frame that does not start on a word (8-bit frames of odd size in OW) would be swapped on
+    // the wrong pairs.
+    if (swap > 0 && frameBytes % swap !== 0) throw new ArchiveError('NOT_ACCEPTABLE', 'frames of a big-endian value that do not start on its words cannot be served yet');
     return frameNumbers.map((n) => {
       const start = pixel.offset + (n - 1) * frameBytes;
       const available = Math.max(0, Math.min(frameBytes, (pixel.length as number) - (n - 1) * frameBytes));

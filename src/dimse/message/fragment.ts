@@ -92,8 +92,8 @@ export function* fragmentPdus(contextId: number, command: boolean, data: Uint8Ar
  * to `send`, which is awaited before more of the source is read (backpressure). `check` runs before
  * each PDU is started (throw to stop). The event loop gets a turn whenever the loop ran for a time
  * slice (SendTimeSlice), however promptly the socket takes the PDUs. A source of odd length gets
- * one 00H byte at its end (PS3.5 A.5's pad of a deflated data set). Resolves with the number of data
- * set bytes sent.
+ * one 00H byte at its end (PS3.5 A.5's pad of a deflated data set), not counted. Resolves with the
+ * number of the source's bytes sent.
  */
 export async function sendDataSetPdus(
   contextId: number,
@@ -108,6 +108,7 @@ export async function sendDataSetPdus(
   let pdu: Buffer | undefined;
   let fill = 0;
   const slice = new SendTimeSlice();
+  let padded = false;
   const flush = async (last: boolean): Promise<void> => {
     const out = (pdu ?? Buffer.allocUnsafe(headerLength)).subarray(0, headerLength + fill);
     out.writeUInt8(PduType.P_DATA_TF, 0);
@@ -116,7 +117,8 @@ export async function sendDataSetPdus(
     out.writeUInt32BE(2 + fill, 6);
     out.writeUInt8(contextId, 10);
     out.writeUInt8(last ? 2 : 0, 11);
-    const n = fill;
+    // The pad byte (always in the last PDU) is not a byte of the data set.
+    const n = last && padded ? fill - 1 : fill;
     pdu = undefined;
     fill = 0;
     await send(out, n);
@@ -144,7 +146,10 @@ export async function sendDataSetPdus(
   // Every encoded data set has an even length: a deflated one ends in a pad byte when the deflate
   // stream is odd (PS3.5 A.5), which files written without it lack; peers such as DCMTK abort the
   // association on an odd fragment ("Odd Fragment Length").
-  if ((total + fill) % 2 === 1) await push(PAD_BYTE);
+  if ((total + fill) % 2 === 1) {
+    await push(PAD_BYTE);
+    padded = true;
+  }
   await flush(true);
   return total;
 }

@@ -151,7 +151,7 @@ export async function readFileMeta(path: string): Promise<FileMeta> {
 
 /**
  * Whether the data set of a Part-10 file of `size` bytes is whole, before it is sent: its header
- * reads to Pixel Data (or to its end), and Pixel Data of defined length ends within the file. A
+ * does not end early, and Pixel Data of defined length ends within the file. A
  * truncated file would stop mid data set on the wire; the peer then aborts the association (as
  * DCMTK's storescp does) and every instance after it fails too. Throws NotPart10Error saying why.
  */
@@ -162,8 +162,10 @@ export async function checkFileComplete(path: string, size: number): Promise<voi
     try {
       header = await readPart10Header(stream, { bulkdataThreshold: 1024 });
     } catch (err) {
-      if (err instanceof HeaderError) throw new NotPart10Error(`the data set cannot be read (${err.code}): ${err.message}`);
-      throw err;
+      // Only a data set that ends early is refused: one our reader does not take for another
+      // reason (a header over 16 MiB of values, a VR it does not know) may be fine for the peer.
+      if (err instanceof HeaderError && err.code === 'TRUNCATED') throw new NotPart10Error(`the data set cannot be read (${err.code}): ${err.message}`);
+      return;
     }
     const pd = header.pixelData;
     // Offsets of a deflated data set count inflated bytes: not comparable with the file's size.
