@@ -236,6 +236,34 @@ describe('DIMSE SCP policy', () => {
   });
 });
 
+describe('DIMSE SCP: the A-ASSOCIATE-AC', () => {
+  it('returns the Called and Calling AE Title fields byte for byte as received (PS3.8 9.3.3)', async () => {
+    const d = await startDimse();
+    try {
+      const rq = encodePdu(RQ([['1.2.840.10008.1.1', [IMPLICIT_VR_LE]]]));
+      // Leading spaces in the called AE, NUL padding in the calling AE: both legal, both echoed.
+      const fields = Buffer.concat([Buffer.from('  PACSNODE      ', 'latin1'), Buffer.from('RAWSCU\0\0\0\0\0\0\0\0\0\0', 'latin1')]);
+      fields.copy(rq, 10);
+      const socket = connect(d.port, '127.0.0.1');
+      socket.on('error', () => {});
+      const ac = await new Promise<Buffer>((resolve, reject) => {
+        let got = Buffer.alloc(0);
+        socket.on('data', (b: Buffer) => {
+          got = Buffer.concat([got, b]);
+          if (got.length >= 6 && got.length >= 6 + got.readUInt32BE(2)) resolve(got);
+        });
+        socket.once('close', () => reject(new Error('closed before an answer')));
+        socket.write(rq);
+      });
+      socket.destroy();
+      assert.equal(ac[0], 0x02, 'A-ASSOCIATE-AC');
+      assert.ok(ac.subarray(10, 42).equals(fields), `AE fields: ${JSON.stringify(ac.subarray(10, 42).toString('latin1'))}`);
+    } finally {
+      await d.close();
+    }
+  });
+});
+
 describe('DIMSE SCP: connections that never send an A-ASSOCIATE-RQ', () => {
   it('do not take association slots: with 40 idle connections open and max_associations 2, two echoes succeed; the oldest idle ones are closed past 32', { timeout: 30_000 }, async () => {
     const d = await startDimse({ policy: { maxAssociations: 2 } });

@@ -236,6 +236,8 @@ export function negotiate(rq: AssociateRq, policy: NegotiationPolicy, permission
       protocolVersion: 1,
       calledAe: rq.calledAe,
       callingAe: rq.callingAe,
+      // PS3.8 9.3.3: the values of the request, byte for byte (not trimmed and padded again).
+      ...(rq.aeFields !== undefined ? { aeFields: rq.aeFields } : {}),
       applicationContext: rq.applicationContext,
       presentationContexts: answers,
       userInformation: ui,

@@ -107,8 +107,11 @@ function withHeader(type: number, body: Buffer): Buffer {
 function encodeAssociate(pdu: AssociateRq | AssociateAc): Buffer {
   const fixed = Buffer.alloc(68);
   fixed.writeUInt16BE(pdu.protocolVersion, 0);
-  aeField(pdu.calledAe).copy(fixed, 4);
-  aeField(pdu.callingAe).copy(fixed, 20);
+  if (pdu.aeFields?.length === 2 * AE_LENGTH) pdu.aeFields.copy(fixed, 4);
+  else {
+    aeField(pdu.calledAe).copy(fixed, 4);
+    aeField(pdu.callingAe).copy(fixed, 20);
+  }
   const contexts = pdu.type === 'A-ASSOCIATE-RQ'
     ? pdu.presentationContexts.map(encodePresentationContextRq)
     : pdu.presentationContexts.map(encodePresentationContextAc);
@@ -313,7 +316,10 @@ function decodeAssociate(type: number, body: Buffer): AssociateRq | AssociateAc 
     if (problem !== undefined) throw new PduError(problem, AbortReason.INVALID_PDU_PARAMETER_VALUE);
   }
   const common = { protocolVersion, calledAe, callingAe, applicationContext, userInformation: userInformation ?? emptyUserInformation() };
-  return rq ? { type: 'A-ASSOCIATE-RQ', ...common, presentationContexts: pcsRq } : { type: 'A-ASSOCIATE-AC', ...common, presentationContexts: pcsAc };
+  // The AE fields as received: an A-ASSOCIATE-AC returns them unchanged (PS3.8 9.3.3).
+  return rq
+    ? { type: 'A-ASSOCIATE-RQ', ...common, aeFields: Buffer.from(body.subarray(4, 36)), presentationContexts: pcsRq }
+    : { type: 'A-ASSOCIATE-AC', ...common, presentationContexts: pcsAc };
 }
 
 function fourBytes(body: Buffer, name: string): Buffer {

@@ -136,6 +136,8 @@ export interface AssociateRq {
   protocolVersion: number;
   calledAe: string;
   callingAe: string;
+  /** Decoded requests: the 32 bytes of the Called and Calling AE Title fields as received. */
+  aeFields?: Buffer;
   applicationContext: string;
   presentationContexts: PresentationContextRq[];
   userInformation: UserInformation;
@@ -147,6 +149,8 @@ export interface AssociateAc {
   /** Reserved fields that shall carry the values of the request (PS3.8 9.3.3). */
   calledAe: string;
   callingAe: string;
+  /** When set (the request's `aeFields`), these 32 bytes are sent as they are: the request's exact values. */
+  aeFields?: Buffer;
   applicationContext: string;
   presentationContexts: PresentationContextAc[];
   userInformation: UserInformation;

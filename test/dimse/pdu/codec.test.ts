@@ -49,6 +49,7 @@ const RQ: AssociateRq = {
   protocolVersion: 1,
   calledAe: 'PACSNODE',
   callingAe: 'STORESCU',
+  aeFields: Buffer.from('PACSNODE        STORESCU        ', 'latin1'),
   applicationContext: APP,
   presentationContexts: [
     { id: 1, abstractSyntax: VERIFICATION, transferSyntaxes: [IMPLICIT] },
