@@ -446,6 +446,7 @@ function* readDataset(
 ): Parser<DicomJsonDataset> {
   const ds: DicomJsonDataset = {};
   let cs = inherited;
+  const pixelRepresentation = (): number | undefined => pixelRepresentationOf(ds) ?? inheritedPixelRepresentation;
   for (;;) {
     if (end !== undefined) {
       if (ctx.pos >= end) {
@@ -466,7 +467,7 @@ function* readDataset(
       throw new HeaderError('MALFORMED', `unexpected item at offset ${ctx.pos - 8}`);
     }
     const tag = hexTag(h.group, h.element);
-    let vr: VR = h.vr ?? implicitVr(tag, pixelRepresentationOf(ds) ?? inheritedPixelRepresentation);
+    let vr: VR = h.vr ?? implicitVr(tag, pixelRepresentation());
     if (depth === 0 && isPixelDataTag(h.group, h.element)) {
       const undefinedLength = h.length === UNDEFINED_LENGTH;
       if (h.vr === undefined && undefinedLength) vr = 'OB'; // encapsulated fragments are OB whatever the dictionary says
@@ -489,7 +490,7 @@ function* readDataset(
       if (vr === 'SQ' || vr === 'UN' || !BINARY_VRS.has(vr)) {
         // UN of undefined length is a sequence in Implicit VR LE (PS3.5 6.2.2, CP-246)
         const itemEnc = h.vr === 'UN' ? IMPLICIT_LE : enc;
-        ds[tag] = sequenceElement(yield* readSequence(ctx, itemEnc, h.length, depth, path, cs, pixelRepresentationOf(ds) ?? inheritedPixelRepresentation));
+        ds[tag] = sequenceElement(yield* readSequence(ctx, itemEnc, h.length, depth, path, cs, pixelRepresentation()));
         continue;
       }
       // encapsulated value outside top-level Pixel Data (e.g. an icon image): located, not read
@@ -499,7 +500,7 @@ function* readDataset(
       continue;
     }
     if (vr === 'SQ') {
-      ds[tag] = sequenceElement(yield* readSequence(ctx, enc, h.length, depth, path, cs, pixelRepresentationOf(ds) ?? inheritedPixelRepresentation));
+      ds[tag] = sequenceElement(yield* readSequence(ctx, enc, h.length, depth, path, cs, pixelRepresentation()));
       continue;
     }
     if (BINARY_VRS.has(vr)) {

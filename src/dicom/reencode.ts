@@ -403,8 +403,7 @@ class Transcoder {
   }
 
   /** Pixel Representation of the item being read, else of the nearest enclosing one that has it. */
-  private pixelRepresentation(frame: Frame): number | undefined {
-    if (frame.pixelRepresentation !== undefined) return frame.pixelRepresentation;
+  private pixelRepresentation(): number | undefined {
     for (let i = this.stack.length - 1; i >= 0; i--) {
       const v = this.stack[i]?.pixelRepresentation;
       if (v !== undefined) return v;
@@ -416,7 +415,7 @@ class Transcoder {
     if (vrIn !== undefined) return vrIn;
     let out = vr;
     if (group === 0x7fe0 && element === 0x0010) out = frame.bitsAllocated !== undefined && frame.bitsAllocated <= 8 ? 'OB' : 'OW';
-    else if (vr === 'US') out = implicitVr(hex4(group) + hex4(element), this.pixelRepresentation(frame));
+    else if (vr === 'US') out = implicitVr(hex4(group) + hex4(element), this.pixelRepresentation());
     return length > 0xffff && !LONG_VRS.has(out) ? 'UN' : out;
   }
 

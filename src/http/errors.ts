@@ -91,9 +91,8 @@ export function errorHandler(err: FastifyError | ArchiveError | Error, request: 
     return;
   }
   // The client went away while we read its body (a STOW upload abandoned): nobody to answer, and
-  // no fault of ours.
-  // Only the request stream's own error ('aborted', ECONNRESET) on a request that is gone: a
-  // database driver's ECONNRESET while the client waits is a server error (500, logged as such).
+  // no fault of ours. Only the request stream's own error ('aborted', ECONNRESET) on a request that
+  // is gone: a database driver's ECONNRESET while the client waits is a 500, logged as such.
   const code = (err as { code?: string }).code;
   if ((code === 'ECONNRESET' || err.message === 'aborted') && (request.raw.destroyed || request.raw.socket?.destroyed === true)) {
     request.log.info({ code }, 'client closed the connection');

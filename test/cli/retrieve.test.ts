@@ -14,9 +14,8 @@ import { generateCorpus, simpleInstance, type Corpus, type CorpusFile } from '..
 import { datasetOf } from '../dimse/helpers.js';
 import { startRetrieveScp, type RetrieveScp } from '../dimse/retrieve-peers.js';
 import { fileDataset, startStorescp, type RunningPeer } from '../dimse/scu-peers.js';
-import { startScriptedPeer } from '../dimse/scripted-peer.js';
+import { sendRetrieveFinal, startScriptedPeer } from '../dimse/scripted-peer.js';
 import { CommandField } from '../../src/dimse/message/command.js';
-import { encodeDataset } from '../../src/dicom/writer.js';
 
 const NATIVE = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2']);
 /** DCMTK sends sequences of explicit length with undefined length: that file is not sent unchanged. */
@@ -123,21 +122,7 @@ describe('pacsnode move|get', () => {
           return;
         }
         if (command.commandField !== CommandField.C_MOVE_RQ && command.commandField !== CommandField.C_GET_RQ) return;
-        const identifier = encodeDataset([{ tag: '00080058', vr: 'UI', value: failed.join('\\') }], { explicitVr: true, littleEndian: true });
-        c.sendMessage(
-          contextId,
-          {
-            commandField: command.commandField | 0x8000,
-            commandDataSetType: 0x0000,
-            messageIdBeingRespondedTo: command.messageId as number,
-            affectedSopClassUid: command.affectedSopClassUid as string,
-            status: 0xa702,
-            numberOfCompletedSuboperations: 0,
-            numberOfFailedSuboperations: 2,
-            numberOfWarningSuboperations: 0,
-          },
-          identifier,
-        );
+        sendRetrieveFinal(c, contextId, command, { status: 0xa702, completed: 0, failed: 2, failedUids: failed });
       },
     });
     try {

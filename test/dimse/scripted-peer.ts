@@ -8,6 +8,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { decodeCommandSet, encodeCommandSet, type CommandSet } from '../../src/dimse/message/command.js';
 import { fragmentPdus } from '../../src/dimse/message/fragment.js';
 import { decodePdu, encodePdu } from '../../src/dimse/pdu/codec.js';
+import { encodeDataset } from '../../src/dicom/writer.js';
 import { emptyUserInformation, type AssociateAc, type AssociateRq, type Pdu } from '../../src/dimse/pdu/types.js';
 
 const NO_DATA_SET = 0x0101;
@@ -27,6 +28,34 @@ export function messageBytes(contextId: number, command: CommandSet, dataSet?: B
   const pdus = [...fragmentPdus(contextId, true, encodeCommandSet(command), 16384)];
   if (dataSet) pdus.push(...fragmentPdus(contextId, false, dataSet, 16384));
   return Buffer.concat(pdus);
+}
+
+/**
+ * A final C-MOVE-RSP or C-GET-RSP to `request` with these counts, and a Failed SOP Instance UID
+ * List (0008,0058) of `failedUids` as its identifier (Explicit VR LE: the first syntax our SCU
+ * proposes for its Q/R context).
+ */
+export function sendRetrieveFinal(
+  c: PeerConnection,
+  contextId: number,
+  request: CommandSet,
+  o: { status: number; completed: number; failed: number; failedUids: readonly string[] },
+): void {
+  const identifier = encodeDataset([{ tag: '00080058', vr: 'UI', value: o.failedUids.join('\\') }], { explicitVr: true, littleEndian: true });
+  c.sendMessage(
+    contextId,
+    {
+      commandField: request.commandField | 0x8000,
+      commandDataSetType: 0x0000,
+      messageIdBeingRespondedTo: request.messageId as number,
+      affectedSopClassUid: request.affectedSopClassUid as string,
+      status: o.status,
+      numberOfCompletedSuboperations: o.completed,
+      numberOfFailedSuboperations: o.failed,
+      numberOfWarningSuboperations: 0,
+    },
+    identifier,
+  );
 }
 
 export interface PeerScript {

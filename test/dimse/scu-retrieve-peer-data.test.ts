@@ -7,10 +7,9 @@ import { after, describe, it } from 'node:test';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { encodeDataset } from '../../src/dicom/writer.js';
 import { CommandField } from '../../src/dimse/message/command.js';
 import { createScu } from '../../src/dimse/scu/index.js';
-import { startScriptedPeer, type ScriptedPeer } from './scripted-peer.js';
+import { sendRetrieveFinal, startScriptedPeer, type ScriptedPeer } from './scripted-peer.js';
 
 const run = promisify(execFile);
 
@@ -25,22 +24,7 @@ describe('C-MOVE SCU: the peer data taken', () => {
     const p = await startScriptedPeer({
       onMessage(contextId, command, _data, c) {
         if (command.commandField !== CommandField.C_MOVE_RQ) return;
-        // Explicit VR LE: the first transfer syntax the SCU proposes for its Q/R context
-        const identifier = encodeDataset([{ tag: '00080058', vr: 'UI', value: list.join('\\') }], { explicitVr: true, littleEndian: true });
-        c.sendMessage(
-          contextId,
-          {
-            commandField: CommandField.C_MOVE_RSP,
-            commandDataSetType: 0x0000,
-            messageIdBeingRespondedTo: command.messageId as number,
-            affectedSopClassUid: command.affectedSopClassUid as string,
-            status: 0xb000,
-            numberOfCompletedSuboperations: 1,
-            numberOfFailedSuboperations: 6,
-            numberOfWarningSuboperations: 0,
-          },
-          identifier,
-        );
+        sendRetrieveFinal(c, contextId, command, { status: 0xb000, completed: 1, failed: 6, failedUids: list });
       },
     });
     peers.push(p);

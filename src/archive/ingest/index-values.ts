@@ -16,10 +16,6 @@ export interface IndexValues {
   invalid: string[];
 }
 
-// As the query side validates them (dicom/matching.ts): a value it would refuse to search for is
-// not indexed either (`19011331`, `2500`), so no stored value is unreachable by an exact match.
-const DA = { test: isDate };
-const TM = { test: isTime };
 
 function first(ds: DicomJsonDataset, tag: string): unknown {
   const v = ds[tag]?.Value;
@@ -86,9 +82,13 @@ function integer(ds: DicomJsonDataset, tag: string, invalid: string[], keyword: 
   return Math.trunc(n);
 }
 
-function checked(value: string | null, re: { test(s: string): boolean }, invalid: string[], keyword: string): string | null {
+/**
+ * A date or time checked as the query side checks it (dicom/matching.ts): a value it would refuse
+ * to search for (`19011331`, `2500`) is not indexed either.
+ */
+function checked(value: string | null, valid: (s: string) => boolean, invalid: string[], keyword: string): string | null {
   if (value === null) return null;
-  if (!re.test(value)) {
+  if (!valid(value)) {
     invalid.push(keyword);
     return null;
   }
@@ -109,12 +109,12 @@ export function extractIndexValues(ds: DicomJsonDataset, dropped: readonly strin
       issuer: text(ds, '00100021', invalid, 'IssuerOfPatientID') ?? '',
       patient_name: patientName,
       patient_name_norm: patientName === null ? null : normalizePersonName(patientName),
-      birth_date: checked(rawText(ds, '00100030'), DA, invalid, 'PatientBirthDate'),
+      birth_date: checked(rawText(ds, '00100030'), isDate, invalid, 'PatientBirthDate'),
       sex: text(ds, '00100040', invalid, 'PatientSex'),
     },
     study: {
-      study_date: checked(rawText(ds, '00080020'), DA, invalid, 'StudyDate'),
-      study_time: checked(rawText(ds, '00080030'), TM, invalid, 'StudyTime'),
+      study_date: checked(rawText(ds, '00080020'), isDate, invalid, 'StudyDate'),
+      study_time: checked(rawText(ds, '00080030'), isTime, invalid, 'StudyTime'),
       accession_number: text(ds, '00080050', invalid, 'AccessionNumber'),
       referring_physician: referring,
       referring_physician_norm: referring === null ? null : normalizePersonName(referring),
@@ -125,10 +125,10 @@ export function extractIndexValues(ds: DicomJsonDataset, dropped: readonly strin
       modality: text(ds, '00080060', invalid, 'Modality'),
       series_number: integer(ds, '00200011', invalid, 'SeriesNumber', dropped),
       series_description: text(ds, '0008103E', invalid, 'SeriesDescription'),
-      series_date: checked(rawText(ds, '00080021'), DA, invalid, 'SeriesDate'),
-      series_time: checked(rawText(ds, '00080031'), TM, invalid, 'SeriesTime'),
-      pps_start_date: checked(rawText(ds, '00400244'), DA, invalid, 'PerformedProcedureStepStartDate'),
-      pps_start_time: checked(rawText(ds, '00400245'), TM, invalid, 'PerformedProcedureStepStartTime'),
+      series_date: checked(rawText(ds, '00080021'), isDate, invalid, 'SeriesDate'),
+      series_time: checked(rawText(ds, '00080031'), isTime, invalid, 'SeriesTime'),
+      pps_start_date: checked(rawText(ds, '00400244'), isDate, invalid, 'PerformedProcedureStepStartDate'),
+      pps_start_time: checked(rawText(ds, '00400245'), isTime, invalid, 'PerformedProcedureStepStartTime'),
       body_part: text(ds, '00180015', invalid, 'BodyPartExamined'),
     },
     instance: {

@@ -176,7 +176,6 @@ function uidText(b: Buffer): string {
   return b.toString('latin1').replace(/[\0 ]+$/, '');
 }
 
-/** Leading and trailing spaces of an AE title are not significant (PS3.5 6.2). */
 /**
  * An AE title field as text: trailing NUL padding and leading/trailing spaces dropped (PS3.5 6.2:
  * spaces are not significant) — spaces only: a tab or a no-break space is part of the title, so

@@ -547,11 +547,6 @@ export class Acceptor {
     }
   }
 
-  /** An A-ASSOCIATE-RQ has arrived (before it, the connection is only pending: ARTIM runs). */
-  get requested(): boolean {
-    return this.rq !== undefined;
-  }
-
   /** Counts against max_associations: requested and not rejected (being admitted, or established). */
   get holdsSlot(): boolean {
     return this.rq !== undefined && !this.rejected;

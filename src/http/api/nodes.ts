@@ -260,13 +260,13 @@ function scuErrorCode(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** An SCU failure: the caller's (400) or the node's (502). ArchiveErrors go to the error handler. */
 /**
  * The DICOM JSON a synchronous C-FIND may collect before it answers: the route holds every match
  * until it answers (~10,000 ordinary study matches with a dozen attributes take ~5 MiB).
  */
 export const FIND_RESPONSE_MAX_BYTES = 32 * 1024 * 1024;
 
+/** An SCU failure: the caller's (400) or the node's (502). ArchiveErrors go to the error handler. */
 function sendDimseError(reply: FastifyReply, err: unknown, code: string, ae: string): FastifyReply {
   if (err instanceof ArchiveError) throw err;
   const reason = scuErrorCode(err);
